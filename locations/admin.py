@@ -1,0 +1,62 @@
+from django.contrib import admin
+
+from accounts.models import Membership
+from locations.models import KitchenTicket, Location, Order, Organization, Table
+
+
+class LocationStaffInline(admin.TabularInline):
+    model = Membership
+    fk_name = "location"
+    extra = 0
+    fields = ["user", "role"]
+    autocomplete_fields = ["user", "role"]
+    verbose_name_plural = "Staff at this location"
+
+
+class OrganizationStaffInline(LocationStaffInline):
+    fk_name = "organization"
+    verbose_name_plural = "Staff across this organization"
+
+
+class LocationInline(admin.TabularInline):
+    model = Location
+    extra = 0
+    fields = ["public_id", "name", "time_zone", "is_active"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "public_id"]
+    search_fields = ["name", "public_id"]
+    inlines = [LocationInline, OrganizationStaffInline]
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "name", "organization", "time_zone", "is_active"]
+    list_filter = ["organization", "is_active", "time_zone"]
+    search_fields = ["public_id", "name", "organization__name"]
+    inlines = [LocationStaffInline]
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "location", "type", "status", "total", "updated_at"]
+    list_filter = ["location", "type", "status"]
+    search_fields = ["public_id", "table_label"]
+    readonly_fields = ["public_id", "created_at", "updated_at"]
+
+
+@admin.register(Table)
+class TableAdmin(admin.ModelAdmin):
+    list_display = ["label", "location", "seats", "status"]
+    list_filter = ["location", "status"]
+    search_fields = ["label"]
+
+
+@admin.register(KitchenTicket)
+class KitchenTicketAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "location", "station", "status", "created_at"]
+    list_filter = ["location", "station", "status"]
+    search_fields = ["public_id", "station"]
+    readonly_fields = ["public_id", "created_at"]

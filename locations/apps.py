@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class LocationsConfig(AppConfig):
+    name = "locations"
+    verbose_name = "Organizations, locations and restaurant records"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from locations import receivers  # noqa: F401  (connects the model-save signals)

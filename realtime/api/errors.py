@@ -1,0 +1,35 @@
+"""REST errors in the protocol's shape: ``{"code": ..., "message": ...}``, whatever raised them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from realtime.errors import ErrorCode, ProtocolError
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: ErrorCode.UNAUTHENTICATED,
+    exceptions.AuthenticationFailed: ErrorCode.UNAUTHENTICATED,
+    exceptions.PermissionDenied: ErrorCode.FORBIDDEN,
+    exceptions.ParseError: ErrorCode.INVALID_MESSAGE,
+    exceptions.Throttled: ErrorCode.RATE_LIMITED,
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ProtocolError):
+        return Response(exc.as_body(), status=exc.http_status)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    code = next((c for kind, c in _DRF_CODES.items() if isinstance(exc, kind)), None)
+    if code is None:
+        code = ErrorCode.INVALID_MESSAGE if response.status_code == 400 else ErrorCode.INTERNAL_ERROR
+        if response.status_code == 404:
+            return Response({"code": "not_found", "message": "Not found"}, status=404)
+    detail = response.data.get("detail") if isinstance(response.data, dict) else None
+    response.data = {"code": code.value, "message": str(detail or response.data)}
+    return response

@@ -1,0 +1,165 @@
+"""The REST side of the gateway: publish, what a user may see, stream history, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import authz
+from accounts.models import User
+from accounts.permissions import Perm
+from realtime.authorization import authorize
+from realtime.errors import Forbidden, InvalidParams
+from realtime.history import get_history
+from realtime.protocol import describe_validation_error
+from realtime.publishing import publish, resolve_target, run_sync
+from realtime.registry import CHANNELS, Scope, get_channel
+
+
+class PublishRequest(serializers.Serializer):
+    channel = serializers.CharField(max_length=64)
+    event = serializers.CharField(max_length=128)
+    location_id = serializers.CharField(max_length=64, required=False)
+    user_id = serializers.CharField(max_length=64, required=False)
+    data = serializers.DictField(required=False, default=dict)
+
+
+def may_publish(user: User, scope: Scope, scope_id: str) -> bool:
+    """``events.publish`` at the location; for a user's notifications, at a location where that user is a member."""
+    if user.is_superuser:
+        return True
+    if scope is Scope.LOCATION:
+        return authz.has_permission_at(user, Perm.EVENTS_PUBLISH, [scope_id])
+    target = User.objects.filter(public_id=scope_id, is_active=True).first()
+    if target is None:
+        return False
+    shared = authz.permitted_location_ids(user, Perm.EVENTS_PUBLISH)
+    return any(authz.is_member_at(target, location_id) for location_id in sorted(shared)[:200])
+
+
+class PublishEventView(APIView):
+    """``POST /v1/events``: publish one event; 202 with its id and stream position."""
+
+    def post(self, request: Request) -> Response:
+        body = PublishRequest(data=request.data)
+        if not body.is_valid():
+            field, problems = next(iter(body.errors.items()))
+            raise InvalidParams(f"Invalid parameter {field}: {problems[0]}")
+        values: dict[str, Any] = body.validated_data
+        spec, scope_id = resolve_target(
+            values["channel"], values["event"], location_id=values.get("location_id"), user_id=values.get("user_id")
+        )
+        if not may_publish(request.user, spec.scope, scope_id):  # type: ignore[arg-type]
+            raise Forbidden(f"Not allowed to publish to {spec.stream(scope_id)}", required_permission="events.publish")
+        published = publish(spec.name, values["event"], location_id=values.get("location_id"),
+                            user_id=values.get("user_id"), data=values["data"])
+        return Response(
+            {"event_id": published.event_id, "stream": published.stream, "seq": published.seq,
+             "epoch": published.epoch},
+            status=202,
+        )
+
+
+class LocationListView(APIView):
+    """``GET /v1/locations``: the locations the user may see (any read permission there)."""
+
+    def get(self, request: Request) -> Response:
+        user: User = request.user  # type: ignore[assignment]
+        seen: dict[str, Any] = {}
+        for perm in Perm:
+            for location in authz.permitted_locations(user, perm).select_related("organization"):
+                seen.setdefault(location.public_id, location)
+        rows = [
+            {
+                "id": loc.public_id,
+                "name": loc.name,
+                "organization": loc.organization.name,
+                "time_zone": loc.time_zone,
+                "permissions": sorted(authz.permissions_at(user, loc.public_id)),
+            }
+            for loc in sorted(seen.values(), key=lambda loc: (loc.organization.name, loc.name))
+        ]
+        return Response({"locations": rows})
+
+
+class ChannelListView(APIView):
+    """``GET /v1/channels``: the registry, with each channel's parameter JSON Schema."""
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "channels": [
+                    {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "events": list(spec.events),
+                        "scope": spec.scope.value,
+                        "permission": spec.permission,
+                        "params": spec.params.model_json_schema(),
+                    }
+                    for spec in CHANNELS
+                ]
+            }
+        )
+
+
+class StreamEventsView(APIView):
+    """``GET /v1/streams/<stream>/events?after=<seq>``: the stored history of a stream, authorized like subscribe."""
+
+    def get(self, request: Request, stream: str) -> Response:
+        channel, _, scope_id = stream.partition(":")
+        spec = get_channel(channel)
+        if spec is None:
+            from realtime.errors import ChannelNotFound
+
+            raise ChannelNotFound(channel[:64])
+        try:
+            after = int(request.query_params.get("after", "0"))
+            if after < 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidParams("Invalid parameter after: must be a non-negative integer", channel=spec.name) from None
+        authorize(request.user, spec, (scope_id,))  # type: ignore[arg-type]
+        epoch = request.query_params.get("epoch")
+        replay = run_sync(get_history().replay, stream, after, epoch)
+        import json
+
+        events = []
+        for seq, raw in replay.events:
+            record = json.loads(raw)
+            record.pop("fields", None)
+            events.append({"channel": spec.name, "stream": stream, "epoch": replay.epoch, "seq": seq, **record})
+        return Response(
+            {"stream": stream, "epoch": replay.epoch, "last_seq": replay.last_seq, "complete": replay.covered,
+             "events": events}
+        )
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """``GET /healthz``: 200 when the database and the channel layer answer, else 503."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        layer = get_channel_layer()
+        async_to_sync(layer.group_send)("rt.healthz", {"type": "rt.healthz"})
+        checks["channel_layer"] = "ok"
+    except Exception as exc:
+        checks["channel_layer"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+
+_ = describe_validation_error  # re-exported for API error messages

@@ -1,0 +1,502 @@
+"""The WebSocket consumer: the I/O shell around ``realtime.protocol``.
+
+It authenticates the handshake, turns each client frame into a command (``protocol.parse_object``), asks the
+database what it must (authorization, at subscribe time only), applies the decision to the connection's state and
+queues the replies. Events arrive from the process hub (``realtime.hub``) as plain method calls and are filtered and
+framed here without touching the database. Every outbound frame, replies and events alike, leaves through one
+bounded queue and one writer task, so frames keep their order and a client that stops reading is closed (4408)
+instead of growing the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from realtime import presence, protocol
+from realtime.auth import Identity, aauthenticate_token, extract_credentials
+from realtime.authorization import aauthorize, amay_read, arefresh_user
+from realtime.conf import realtime_settings
+from realtime.errors import (
+    CloseCode,
+    ConnectionLimit,
+    Forbidden,
+    InternalError,
+    InvalidMessage,
+    ProtocolError,
+    RateLimited,
+    TokenExpired,
+    Unauthenticated,
+)
+from realtime.groups import group_for_stream
+from realtime.history import get_history
+from realtime.hub import Hub, aget_hub
+from realtime.limits import TokenBucket
+from realtime.publishing import envelope_tail
+
+logger = logging.getLogger(__name__)
+
+# No per-connection channel-layer channel: the process hub holds the layer groups (see realtime.hub).
+NO_PER_CONNECTION_LAYER = "__realtime_hub_only__"
+
+
+class _Close:
+    """Outbox item that closes the socket after everything queued before it was sent."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class GatewayConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = NO_PER_CONNECTION_LAYER
+
+    user_id: str = ""
+    hub: Hub | None = None
+
+    # Connection lifecycle -----------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.connection_id = protocol.new_id("conn")
+        self.closing = False
+        self.identity: Identity | None = None
+        self.state = protocol.ConnectionState(max_subscriptions=int(realtime_settings.MAX_SUBSCRIPTIONS))
+        self.presence_keys: set[str] = set()
+        self.bucket = TokenBucket(
+            float(realtime_settings.RATE_LIMIT_PER_SECOND), int(realtime_settings.RATE_LIMIT_BURST)
+        )
+        self.violations = 0
+        self.outbox: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self.outbox_limit = int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.access_check: asyncio.Task[None] | None = None
+        credentials = extract_credentials(self.scope)
+        # Accept before any refusal: a close before accept reaches browsers as 1006 with no reason.
+        await self.accept(credentials.subprotocol)
+        self.writer = asyncio.create_task(self._write_forever(), name=f"writer-{self.connection_id}")
+        if not self._origin_allowed():
+            self._fail(Forbidden("Origin not allowed"), CloseCode.FORBIDDEN)
+            return
+        try:
+            self.identity = await aauthenticate_token(credentials.token)
+        except Unauthenticated as exc:
+            self._fail(exc)
+            return
+        user = self.identity.user
+        self.user_id = user.public_id
+        self.hub = await aget_hub()
+        limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
+        if self.hub.register(self) > limit:
+            self.hub.unregister(self)
+            self.hub = None
+            self._fail(ConnectionLimit(limit))
+            return
+        self._spawn(self._expire_token_when_due(self.identity.expires_at))
+        self.push(
+            {
+                "type": "connected",
+                "user_id": self.user_id,
+                "connection_id": self.connection_id,
+                "server_time": protocol.now_iso(),
+                "limits": {
+                    "max_subscriptions": self.state.max_subscriptions,
+                    "max_message_bytes": int(realtime_settings.MAX_MESSAGE_BYTES),
+                    "rate_limit_per_second": float(realtime_settings.RATE_LIMIT_PER_SECOND),
+                    "rate_limit_burst": int(realtime_settings.RATE_LIMIT_BURST),
+                    "max_connections_per_user": limit,
+                },
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        for task in list(self.tasks):
+            task.cancel()
+        if getattr(self, "writer", None) is not None:
+            self.writer.cancel()
+        if self.hub is None:
+            return
+        hub, self.hub = self.hub, None
+        hub.unregister(self)
+        _, groups = self.state.remove_all()
+        keeper = presence.get_keeper()
+        for key in list(self.presence_keys):
+            keeper.untrack(self.connection_id, key)
+            with contextlib.suppress(Exception):
+                await presence.aleave(key, self.connection_id)
+        for group in {*groups, *(group_for_stream(k) for k in self.presence_keys)}:
+            with contextlib.suppress(Exception):
+                await hub.leave(group, self)
+        self.presence_keys.clear()
+
+    def _origin_allowed(self) -> bool:
+        allowed = realtime_settings.ALLOWED_ORIGINS
+        if not allowed:
+            return True
+        origin = dict(self.scope.get("headers") or []).get(b"origin")
+        # Server-side and mobile clients send no Origin; they are judged by their token alone.
+        return origin is None or origin.decode("latin-1") in allowed
+
+    def _fail(self, error: ProtocolError, close_code: int | None = None) -> None:
+        """Answer with ``error`` and close: nothing else is processed on this connection."""
+        self.closing = True
+        self.push(error.as_frame())
+        self.close_after_flush(close_code or error.close_code or CloseCode.POLICY_VIOLATION)
+
+    # Outbound -----------------------------------------------------------------------------------------------------
+
+    def push(self, frame: dict[str, Any]) -> None:
+        self.push_text(protocol.encode(frame))
+
+    def push_text(self, text: str) -> None:
+        if self.outbox.qsize() >= self.outbox_limit:
+            self._close_slow_consumer()
+            return
+        self.outbox.put_nowait(text)
+
+    def close_after_flush(self, code: int) -> None:
+        self.closing = True
+        self.outbox.put_nowait(_Close(code))
+
+    def _close_slow_consumer(self) -> None:
+        if self.closing:
+            return
+        logger.info("closing slow consumer %s (%s queued)", self.connection_id, self.outbox.qsize())
+        self.closing = True
+        while not self.outbox.empty():  # what it could not read is dropped; it resumes from its last seq
+            self.outbox.get_nowait()
+        self.outbox.put_nowait(_Close(CloseCode.SLOW_CONSUMER))
+
+    async def _write_forever(self) -> None:
+        send = self.base_send
+        outbox = self.outbox
+        while True:
+            item = await outbox.get()
+            if type(item) is str:
+                await send({"type": "websocket.send", "text": item})
+            else:
+                assert isinstance(item, _Close)
+                await send({"type": "websocket.close", "code": int(item.code)})
+                return
+
+    # Inbound ------------------------------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing or self.identity is None:
+            return
+        max_bytes = int(realtime_settings.MAX_MESSAGE_BYTES)
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > max_bytes:
+            self.closing = True
+            self.close_after_flush(CloseCode.MESSAGE_TOO_BIG)
+            return
+        retry_after = self.bucket.take(time.monotonic())
+        if retry_after:
+            self.violations += 1
+            if self.violations > int(realtime_settings.RATE_LIMIT_MAX_VIOLATIONS):
+                self._fail(RateLimited(int(retry_after * 1000) + 1), CloseCode.POLICY_VIOLATION)
+            else:
+                self.push(RateLimited(int(retry_after * 1000) + 1).as_frame())
+            return
+        request_id: str | int | None = None
+        try:
+            if text_data is None:
+                raise InvalidMessage("Binary frames are not supported; send JSON text frames")
+            try:
+                raw = json.loads(text_data)
+            except (ValueError, RecursionError):
+                raise InvalidMessage("Message is not valid JSON") from None
+            request_id = protocol.request_id_of(raw)
+            command = protocol.parse_object(raw)
+            await self.handlers[type(command)](self, command)
+        except ProtocolError as exc:
+            self.push(exc.as_frame(request_id))
+            if exc.close_code is not None:
+                self.close_after_flush(exc.close_code)
+        except Exception:
+            logger.exception("unhandled error for connection %s (user %s)", self.connection_id, self.user_id)
+            self.push(InternalError().as_frame(request_id))
+
+    @property
+    def user(self) -> Any:
+        assert self.identity is not None
+        return self.identity.user
+
+    async def _join_group(self, group: str) -> None:
+        assert self.hub is not None
+        await self.hub.join(group, self)
+
+    async def _leave_group_if_unused(self, group: str) -> None:
+        if self.hub is None or group in self.state.by_group:
+            return
+        if any(group_for_stream(k) == group for k in self.presence_keys):
+            return
+        await self.hub.leave(group, self)
+
+    async def handle_subscribe(self, command: protocol.Subscribe) -> None:
+        request = protocol.prepare_subscription(command.channel, command.params, user_id=self.user_id)
+        self.state.check_room()
+        await aauthorize(self.user, request.spec, request.scope_ids)
+        subscription, to_join = self.state.add(request)
+        subscription.pending = []  # events that arrive before the response wait behind it
+        try:
+            for group in to_join:
+                await self._join_group(group)
+            resumed = await self._replay(subscription, command.resume) if command.resume else None
+        except BaseException:
+            _, to_leave = self.state.remove(subscription.id)
+            for group in to_leave:
+                await self._leave_group_if_unused(group)
+            raise
+        extra: dict[str, Any] = {} if resumed is None else {"resumed": resumed}
+        reply = protocol.response(
+            command.id,
+            subscription_id=subscription.id,
+            channel=subscription.spec.name,
+            params=subscription.params,
+            **extra,
+        )
+        self.push_text(protocol.encode(reply))
+        self._flush_replay_and_pending(subscription)
+
+    async def _replay(
+        self, subscription: protocol.Subscription, resume: dict[str, Any]
+    ) -> dict[str, bool]:
+        """Load what the client missed on each requested stream; it is sent right after the response."""
+        resumed: dict[str, bool] = {}
+        history = get_history()
+        backlog: list[str] = []
+        for stream in subscription.streams:
+            if stream not in resume:
+                continue
+            position = resume[stream]
+            after, epoch = (position, None) if isinstance(position, int) else (position.seq, position.epoch)
+            replay = await history.replay(stream, after, epoch)
+            resumed[stream] = replay.covered
+            subscription.positions[stream] = (replay.epoch, after if replay.covered else replay.last_seq)
+            for seq, raw in replay.events:
+                record = json.loads(raw)
+                if subscription.matcher.matches(record["event"], record["fields"]):
+                    tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
+                    backlog.append(subscription.frame_prefix + tail)
+                subscription.positions[stream] = (replay.epoch, seq)
+        unknown = [s for s in resume if s not in subscription.streams]
+        for stream in unknown:
+            resumed[stream] = False  # not a stream of this subscription: nothing replayed, nothing leaked
+        subscription.backlog = backlog
+        return resumed
+
+    def _flush_replay_and_pending(self, subscription: protocol.Subscription) -> None:
+        for frame in subscription.backlog:
+            self.push_text(frame)
+        subscription.backlog = []
+        pending, subscription.pending = subscription.pending or [], None
+        for message in pending:
+            self._deliver_to(subscription, message)
+
+    async def handle_unsubscribe(self, command: protocol.Unsubscribe) -> None:
+        _, to_leave = self.state.remove(command.subscription_id)
+        for group in to_leave:
+            await self._leave_group_if_unused(group)
+        self.push(
+            protocol.response(
+                command.id, subscription_id=command.subscription_id, message="Unsubscribed successfully"
+            )
+        )
+
+    async def handle_unsubscribe_all(self, command: protocol.UnsubscribeAll) -> None:
+        removed, groups = self.state.remove_all()
+        for group in groups:
+            await self._leave_group_if_unused(group)
+        self.push(protocol.response(command.id, unsubscribed=len(removed)))
+
+    async def handle_list_subscriptions(self, command: protocol.ListSubscriptions) -> None:
+        self.push(protocol.with_id("subscriptions_list", command.id, subscriptions=self.state.listing()))
+
+    async def handle_ping(self, command: protocol.Ping) -> None:
+        self.push(protocol.with_id("pong", command.id, server_time=protocol.now_iso()))
+
+    async def _presence_target(self, channel: str, params: dict[str, Any]) -> str:
+        spec, location_id = protocol.prepare_presence_target(channel, params)
+        await aauthorize(self.user, spec, (location_id,))
+        return spec.stream(location_id)
+
+    async def handle_presence_join(self, command: protocol.PresenceJoin) -> None:
+        key = await self._presence_target(command.channel, command.params)
+        user_info = protocol.check_user_info(
+            command.user_info,
+            max_bytes=int(realtime_settings.PRESENCE_USER_INFO_MAX_BYTES),
+            max_depth=int(realtime_settings.PRESENCE_USER_INFO_MAX_DEPTH),
+            channel=command.channel,
+        )
+        await self._join_group(group_for_stream(key))
+        self.presence_keys.add(key)
+        presence.get_keeper().track(self.connection_id, key)
+        member = presence.Member(self.user_id, user_info, protocol.now_iso())
+        await presence.ajoin(key, self.connection_id, member)
+        self.push(protocol.response(command.id, channel=command.channel, params=command.params))
+
+    async def handle_presence_leave(self, command: protocol.PresenceLeave) -> None:
+        key = await self._presence_target(command.channel, command.params)
+        if key in self.presence_keys:
+            self.presence_keys.discard(key)
+            presence.get_keeper().untrack(self.connection_id, key)
+            await presence.aleave(key, self.connection_id)
+            await self._leave_group_if_unused(group_for_stream(key))
+        self.push(protocol.response(command.id, channel=command.channel, params=command.params))
+
+    async def handle_presence_list(self, command: protocol.PresenceList) -> None:
+        key = await self._presence_target(command.channel, command.params)
+        users = await presence.alist(key)
+        self.push(
+            protocol.with_id(
+                "presence_list_response", command.id, channel=command.channel, params=command.params, users=users
+            )
+        )
+
+    async def handle_authenticate(self, command: protocol.Authenticate) -> None:
+        try:
+            identity = await aauthenticate_token(command.token)
+        except Unauthenticated:
+            raise
+        if identity.user.pk != self.user.pk:
+            raise Unauthenticated("The new token belongs to another user")
+        self.identity = identity
+        self._spawn(self._expire_token_when_due(identity.expires_at))
+        self.push(protocol.response(command.id, user_id=self.user_id, expires_at=identity.expires_at))
+
+    handlers: dict[type, Callable[[Any, Any], Awaitable[None]]] = {
+        protocol.Subscribe: handle_subscribe,
+        protocol.Unsubscribe: handle_unsubscribe,
+        protocol.UnsubscribeAll: handle_unsubscribe_all,
+        protocol.ListSubscriptions: handle_list_subscriptions,
+        protocol.Ping: handle_ping,
+        protocol.PresenceJoin: handle_presence_join,
+        protocol.PresenceLeave: handle_presence_leave,
+        protocol.PresenceList: handle_presence_list,
+        protocol.Authenticate: handle_authenticate,
+    }
+
+    # Called by the hub: no awaiting, no database ---------------------------------------------------------------
+
+    def deliver_event(self, message: dict[str, Any]) -> None:
+        subscriptions = self.state.by_group.get(message["group"])
+        if not subscriptions or self.closing:
+            return
+        event = message["event"]
+        fields = message["fields"]
+        for subscription in subscriptions:
+            if subscription.matcher.matches(event, fields):
+                self._deliver_to(subscription, message)
+
+    def _deliver_to(self, subscription: protocol.Subscription, message: dict[str, Any]) -> None:
+        if subscription.pending is not None:
+            subscription.pending.append(message)
+            return
+        stream = message["stream"]
+        position = subscription.positions.get(stream)
+        seq = message["seq"]
+        if position is not None and position[0] == message["epoch"]:
+            if seq <= position[1]:
+                return  # already sent (replay and live feed overlap at the seam)
+            if seq > position[1] + 1:
+                self._catch_up(subscription, stream, position, message)
+                return
+        subscription.positions[stream] = (message["epoch"], seq)
+        self.push_text(subscription.frame_prefix + message["tail"])
+
+    def _catch_up(
+        self, subscription: protocol.Subscription, stream: str, position: tuple[str, int], message: dict[str, Any]
+    ) -> None:
+        """A later seq overtook an earlier one (two publishers racing): fetch the missing ones from history."""
+        subscription.pending = [message]
+        self._spawn(self._fill_gap(subscription, stream, position))
+
+    async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: tuple[str, int]) -> None:
+        try:
+            replay = await get_history().replay(stream, position[1], position[0])
+        except Exception:
+            logger.warning("gap fill failed for %s; delivering what arrived", stream, exc_info=True)
+            replay = None
+        if replay is not None and replay.covered:
+            for seq, raw in replay.events:
+                current = subscription.positions.get(stream)
+                if current is not None and current[0] == replay.epoch and seq <= current[1]:
+                    continue
+                record = json.loads(raw)
+                if subscription.matcher.matches(record["event"], record["fields"]):
+                    tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
+                    self.push_text(subscription.frame_prefix + tail)
+                subscription.positions[stream] = (replay.epoch, seq)
+        else:
+            pending = subscription.pending or []
+            if pending:  # history cannot fill it: accept the gap rather than stall the stream
+                first = pending[0]
+                subscription.positions[stream] = (first["epoch"], first["seq"] - 1)
+        if subscription.id in self.state.subscriptions:
+            self._flush_replay_and_pending(subscription)
+
+    def deliver_presence(self, message: dict[str, Any]) -> None:
+        if not self.closing:
+            self.push_text(message["frame"])
+
+    def on_access_changed(self) -> None:
+        """Re-check this connection's access soon; many changes in a burst cost one check."""
+        if self.access_check is None or self.access_check.done():
+            self.access_check = self._spawn(self._recheck_access())
+
+    async def _recheck_access(self) -> None:
+        await asyncio.sleep(0.05)
+        user = await arefresh_user(self.user)
+        if user is None or not user.is_active:
+            self._fail(Unauthenticated("The user was deactivated"))
+            return
+        assert self.identity is not None
+        self.identity = Identity(user, self.identity.expires_at)
+        for subscription in list(self.state.subscriptions.values()):
+            scope_ids = tuple(s.partition(":")[2] for s in subscription.streams)
+            if not await amay_read(user, subscription.spec, scope_ids):
+                _, to_leave = self.state.remove(subscription.id)
+                for group in to_leave:
+                    await self._leave_group_if_unused(group)
+                self.push(
+                    {
+                        "type": "subscription_revoked",
+                        "subscription_id": subscription.id,
+                        "channel": subscription.spec.name,
+                        "reason": "permission_removed",
+                    }
+                )
+        for key in list(self.presence_keys):
+            channel, _, location_id = key.partition(":")
+            spec = protocol.lookup_channel(channel)
+            if not await amay_read(user, spec, (location_id,)):
+                self.presence_keys.discard(key)
+                presence.get_keeper().untrack(self.connection_id, key)
+                await presence.aleave(key, self.connection_id)
+                await self._leave_group_if_unused(group_for_stream(key))
+
+    # Token lifetime -----------------------------------------------------------------------------------------------
+
+    async def _expire_token_when_due(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        if self.identity is None or self.identity.expires_at > expires_at:
+            return  # refreshed in band meanwhile
+        self.push(TokenExpired().as_frame())
+        await asyncio.sleep(float(realtime_settings.TOKEN_EXPIRY_GRACE_SECONDS))
+        if self.identity is not None and self.identity.expires_at <= expires_at:
+            self.close_after_flush(CloseCode.UNAUTHENTICATED)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

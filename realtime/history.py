@@ -1,0 +1,201 @@
+"""Per-stream sequence numbers and a bounded history of recent events, for resume after a reconnect.
+
+Every published event is appended here before it is sent, and gets the next ``seq`` of its stream. A stream's
+``epoch`` names one unbroken run of sequence numbers: when the history is lost (Redis restarted, or the embedded
+process restarted) the epoch changes, so a client holding an old position learns that its gap cannot be filled.
+
+With ``REDIS_URL`` set the history is a Redis Stream per stream (entry id ``<seq>-1``), appended by one Lua script
+so that seq assignment and storage are atomic across every publishing process. Without Redis it lives in this
+process's memory behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from realtime.conf import realtime_settings
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a resume gets: the current epoch, the stored events after a position, and whether they fill the gap."""
+
+    epoch: str
+    last_seq: int
+    events: list[tuple[int, str]]  # (seq, record JSON)
+    covered: bool
+
+
+def judge_coverage(
+    *, epoch: str, last_seq: int, after: int, client_epoch: str | None, first_seq: int | None
+) -> bool:
+    """True when the history holds every event after ``after`` in the client's epoch."""
+    if client_epoch is not None and client_epoch != epoch:
+        return False
+    if after > last_seq:
+        return False
+    if after == last_seq:
+        return True
+    return first_seq == after + 1
+
+
+class HistoryStore(Protocol):
+    async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+
+    async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
+
+    async def position(self, stream: str) -> tuple[str, int]: ...
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class MemoryHistory:
+    """One process's history: a bounded deque per stream, guarded for publishers on other threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._epoch = _new_epoch()  # a process restart starts a new epoch for every stream
+        self._seq: dict[str, int] = {}
+        self._events: dict[str, deque[tuple[int, float, str]]] = {}
+
+    async def append(self, stream: str, record: str) -> tuple[int, str]:
+        with self._lock:
+            seq = self._seq.get(stream, 0) + 1
+            self._seq[stream] = seq
+            events = self._events.get(stream)
+            if events is None:
+                events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
+            events.append((seq, time.time(), record))
+        return seq, self._epoch
+
+    async def position(self, stream: str) -> tuple[str, int]:
+        with self._lock:
+            return self._epoch, self._seq.get(stream, 0)
+
+    async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
+        oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
+        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        with self._lock:
+            last_seq = self._seq.get(stream, 0)
+            kept = [(seq, rec) for seq, ts, rec in self._events.get(stream, ()) if seq > after and ts >= oldest]
+        first = kept[0][0] if kept else None
+        covered = judge_coverage(
+            epoch=self._epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first
+        ) and len(kept) <= limit
+        return Replay(self._epoch, last_seq, kept[:limit] if covered else [], covered)
+
+
+# KEYS: seq, stream, epoch. ARGV: max events, ttl seconds, epoch candidate, record, now (ms).
+_APPEND_SCRIPT = """
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[4], 't', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000)
+return {seq, epoch}
+"""
+
+
+class RedisHistory:
+    """History in Redis Streams, shared by every gateway process; one client per event loop."""
+
+    KEY_PREFIX = "rtgw:hist:"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def _client(self) -> Any:
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self._url, max_connections=50)
+            client._append = client.register_script(_APPEND_SCRIPT)
+            self._clients[loop] = client
+        return client
+
+    def _keys(self, stream: str) -> tuple[str, str, str]:
+        base = f"{self.KEY_PREFIX}{{{stream}}}"  # one hash slot per stream
+        return f"{base}:seq", f"{base}:events", f"{base}:epoch"
+
+    async def append(self, stream: str, record: str) -> tuple[int, str]:
+        client = self._client()
+        seq, epoch = await client._append(
+            keys=self._keys(stream),
+            args=[
+                int(realtime_settings.HISTORY_MAX_EVENTS),
+                int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+                _new_epoch(),
+                record,
+                int(time.time() * 1000),
+            ],
+        )
+        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def position(self, stream: str) -> tuple[str, int]:
+        seq_key, _, epoch_key = self._keys(stream)
+        epoch, seq = await self._client().mget(epoch_key, seq_key)
+        if epoch is None:
+            return "", 0
+        return epoch.decode(), int(seq or 0)
+
+    async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
+        seq_key, events_key, epoch_key = self._keys(stream)
+        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.mget(epoch_key, seq_key)
+            pipe.xrange(events_key, min=f"{after + 1}-0", max="+", count=limit + 1)
+            (epoch_raw, seq_raw), entries = await pipe.execute()
+        epoch = epoch_raw.decode() if epoch_raw else ""
+        last_seq = int(seq_raw or 0)
+        oldest_ms = (time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)) * 1000
+        kept = [
+            (int(entry_id.split(b"-")[0]), fields[b"r"].decode())
+            for entry_id, fields in entries
+            if int(fields[b"t"]) >= oldest_ms
+        ]
+        first = kept[0][0] if kept else None
+        covered = bool(epoch) and judge_coverage(
+            epoch=epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first
+        ) and len(kept) <= limit
+        return Replay(epoch, last_seq, kept if covered else [], covered)
+
+
+_store: HistoryStore | None = None
+
+
+def get_history() -> HistoryStore:
+    """The process's history store, chosen by ``REDIS_URL``."""
+    global _store
+    if _store is None:
+        url = getattr(settings, "REDIS_URL", "")
+        _store = RedisHistory(url) if url else MemoryHistory()
+    return _store
+
+
+def reset_history() -> None:
+    """Forget the store (tests switch settings between cases)."""
+    global _store
+    _store = None
+
+
+def record_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)

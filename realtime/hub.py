@@ -1,0 +1,177 @@
+"""The per-process fan-out hub between the channel layer and this process's connections.
+
+Each gateway process (each event loop) joins a stream's channel-layer group once, with one hub channel, as soon as
+one local connection needs the stream, and leaves when none does. An event crosses the layer once per process and
+is then handed to each local member connection in a plain loop: no per-connection layer queue, no deserializing or
+deep-copying per recipient, no task switch before the filter decides. This is what keeps the per-delivery cost close
+to a raw WebSocket broadcast (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from realtime.groups import CONTROL_GROUP
+
+logger = logging.getLogger(__name__)
+
+
+class Member(Protocol):
+    """What the hub needs of a connection."""
+
+    user_id: str
+
+    def deliver_event(self, message: dict[str, Any]) -> None: ...
+
+    def deliver_presence(self, message: dict[str, Any]) -> None: ...
+
+    def on_access_changed(self) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel_name = ""
+        self.members: dict[str, set[Member]] = {}
+        self.users: dict[str, set[Member]] = {}
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "rt.event": self._on_event,
+            "rt.presence": self._on_presence,
+            "rt.access_changed": self._on_access_changed,
+        }
+
+    async def start(self) -> None:
+        self.channel_name = await self.layer.new_channel("rt.hub.")
+        await self.layer.group_add(CONTROL_GROUP, self.channel_name)
+        self._task = asyncio.create_task(self._receive_forever(), name="realtime-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for group in [*self.members, CONTROL_GROUP]:
+            try:
+                await self.layer.group_discard(group, self.channel_name)
+            except Exception:  # best effort while shutting down
+                logger.debug("group_discard failed for %s", group, exc_info=True)
+        self.members.clear()
+
+    # Membership -----------------------------------------------------------------------------------------------
+
+    def register(self, member: Member) -> int:
+        """Track a connection of a user; return how many this process now has for that user."""
+        connections = self.users.setdefault(member.user_id, set())
+        connections.add(member)
+        return len(connections)
+
+    def unregister(self, member: Member) -> None:
+        connections = self.users.get(member.user_id)
+        if connections is not None:
+            connections.discard(member)
+            if not connections:
+                del self.users[member.user_id]
+
+    async def join(self, group: str, member: Member) -> None:
+        """Add ``member`` to ``group``; returns once the process is subscribed on the layer."""
+        pending = self._pending.get(group)
+        if pending is not None:
+            await asyncio.shield(pending)
+        members = self.members.get(group)
+        if members is None:
+            members = self.members[group] = set()
+            members.add(member)
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending[group] = future
+            try:
+                await self.layer.group_add(group, self.channel_name)
+            except BaseException as exc:
+                self.members.pop(group, None)
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise it through shield
+                raise
+            else:
+                future.set_result(None)
+            finally:
+                self._pending.pop(group, None)
+        else:
+            members.add(member)
+
+    async def leave(self, group: str, member: Member) -> None:
+        members = self.members.get(group)
+        if members is None:
+            return
+        members.discard(member)
+        if not members:
+            del self.members[group]
+            await self.layer.group_discard(group, self.channel_name)
+
+    # Delivery -------------------------------------------------------------------------------------------------
+
+    async def _receive_forever(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("hub receive failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            self.dispatch(message)
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        handler = self._handlers.get(message.get("type", ""))
+        if handler is None:
+            logger.warning("hub dropped a message of unknown type %r", message.get("type"))
+            return
+        try:
+            handler(message)
+        except Exception:
+            logger.exception("hub failed to dispatch %s", message.get("type"))
+
+    def _on_event(self, message: dict[str, Any]) -> None:
+        for member in tuple(self.members.get(message["group"], ())):
+            member.deliver_event(message)
+
+    def _on_presence(self, message: dict[str, Any]) -> None:
+        for member in tuple(self.members.get(message["group"], ())):
+            member.deliver_presence(message)
+
+    def _on_access_changed(self, message: dict[str, Any]) -> None:
+        user_ids = message.get("user_ids")
+        targets = self.users.keys() if user_ids is None else user_ids
+        for user_id in list(targets):
+            for member in tuple(self.users.get(user_id, ())):
+                member.on_access_changed()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Hub]] = weakref.WeakKeyDictionary()
+
+
+async def aget_hub() -> Hub:
+    """The hub of the running event loop, started on first use."""
+    loop = asyncio.get_running_loop()
+    ready = _hubs.get(loop)
+    if ready is None:
+        ready = _hubs[loop] = loop.create_future()
+        hub = Hub()
+        try:
+            await hub.start()
+        except BaseException as exc:
+            del _hubs[loop]
+            ready.set_exception(exc)
+            ready.exception()
+            raise
+        ready.set_result(hub)
+    return await asyncio.shield(ready)
+
+
+def current_hubs() -> list[Hub]:
+    return [f.result() for f in _hubs.values() if f.done() and not f.exception()]

@@ -1,0 +1,8 @@
+"""Loaded with -p before pytest-django sets Django up: environment the settings module needs."""
+
+import os
+
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789")
+# The embedded default in-process; tests that need Redis or PostgreSQL ask for them explicitly.
+os.environ.pop("REDIS_URL", None)
