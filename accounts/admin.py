@@ -18,9 +18,9 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["username", "public_id", "display_name", "email"]
     inlines = [MembershipInline]
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Gateway identity", {"fields": ("public_id", "display_name")}),
-    )  # type: ignore[assignment]
+    )
     add_fieldsets = (
         *DjangoUserAdmin.add_fieldsets,
         ("Gateway identity", {"fields": ("public_id", "display_name")}),

@@ -39,14 +39,13 @@ def role_permissions_changed(sender: type, instance: Any, action: str, **kwargs:
 @receiver(pre_save, sender=User)
 def remember_user_access(sender: type, instance: User, **kwargs: Any) -> None:
     if instance.pk:
-        instance._access_before = (
-            User.objects.filter(pk=instance.pk).values_list("is_active", "is_superuser").first()
-        )
+        before = User.objects.filter(pk=instance.pk).values_list("is_active", "is_superuser").first()
+        instance.__dict__["_access_before"] = before
 
 
 @receiver(post_save, sender=User)
 def user_access_changed(sender: type, instance: User, created: bool, **kwargs: Any) -> None:
-    before = getattr(instance, "_access_before", None)
+    before = instance.__dict__.pop("_access_before", None)
     if not created and before is not None and before != (instance.is_active, instance.is_superuser):
         announce_access_change([instance.public_id])
 

@@ -61,7 +61,9 @@ def table_events(table: Table, *, created: bool, previous_status: str | None) ->
     return [(event, {**table_data(table), "previous_status": previous_status})] if event else []
 
 
-def ticket_events(ticket: KitchenTicket, *, created: bool, previous_status: str | None) -> list[tuple[str, dict[str, Any]]]:
+def ticket_events(
+    ticket: KitchenTicket, *, created: bool, previous_status: str | None
+) -> list[tuple[str, dict[str, Any]]]:
     if created:
         return [("kds.ticket.created", ticket_data(ticket))]
     if previous_status != ticket.status and ticket.status in TICKET_STATUS_EVENTS:

@@ -11,8 +11,12 @@ from locations import events
 from locations.models import KitchenTicket, Order, Table
 from realtime.publishing import publish_on_commit
 
-CHANNEL_OF = {Order: "orders", Table: "tables", KitchenTicket: "kds"}
-EVENTS_OF = {Order: events.order_events, Table: events.table_events, KitchenTicket: events.ticket_events}
+CHANNEL_OF: dict[type, str] = {Order: "orders", Table: "tables", KitchenTicket: "kds"}
+EVENTS_OF: dict[type, Any] = {
+    Order: events.order_events,
+    Table: events.table_events,
+    KitchenTicket: events.ticket_events,
+}
 
 
 @receiver(post_init, sender=Order)

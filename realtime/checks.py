@@ -25,7 +25,9 @@ def check_channel_registry(app_configs: Any = None, **kwargs: Any) -> list[check
         if not _NAME.match(spec.name):
             errors.append(checks.Error(f"{where}: name must be a short lowercase identifier", id="realtime.E002"))
         if spec.permission not in CATALOG:
-            errors.append(checks.Error(f"{where}: permission {spec.permission} is not in the catalog", id="realtime.E003"))
+            errors.append(
+                checks.Error(f"{where}: permission {spec.permission} is not in the catalog", id="realtime.E003")
+            )
         if not spec.events or len(set(spec.events)) != len(spec.events):
             errors.append(checks.Error(f"{where}: needs distinct event names", id="realtime.E004"))
         if not issubclass(spec.params, ChannelParams):
@@ -34,12 +36,15 @@ def check_channel_registry(app_configs: Any = None, **kwargs: Any) -> list[check
         if not issubclass(spec.params, expected_base):
             errors.append(checks.Error(f"{where}: params do not fit scope {spec.scope}", id="realtime.E006"))
         fields = spec.params.model_fields
-        for flt in (*spec.field_filters, *spec.event_name_filters):
-            if flt.param not in fields:
-                errors.append(checks.Error(f"{where}: filter reads unknown param {flt.param}", id="realtime.E007"))
+        filter_params = [f.param for f in spec.field_filters] + [f.param for f in spec.event_name_filters]
+        for param in filter_params:
+            if param not in fields:
+                errors.append(checks.Error(f"{where}: filter reads unknown param {param}", id="realtime.E007"))
         for name_filter in spec.event_name_filters:
             if not any(e.startswith(name_filter.event_prefix) for e in spec.events):
-                errors.append(checks.Error(f"{where}: no event starts with {name_filter.event_prefix}", id="realtime.E008"))
+                errors.append(
+                    checks.Error(f"{where}: no event starts with {name_filter.event_prefix}", id="realtime.E008")
+                )
         try:
             group_for_stream(spec.stream("loc-" + "x" * 60))
         except ValueError:

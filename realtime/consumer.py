@@ -267,9 +267,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.push_text(protocol.encode(reply))
         self._flush_replay_and_pending(subscription)
 
-    async def _replay(
-        self, subscription: protocol.Subscription, resume: dict[str, Any]
-    ) -> dict[str, bool]:
+    async def _replay(self, subscription: protocol.Subscription, resume: dict[str, Any]) -> dict[str, bool]:
         """Load what the client missed on each requested stream; it is sent right after the response."""
         resumed: dict[str, bool] = {}
         history = get_history()
@@ -307,9 +305,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         for group in to_leave:
             await self._leave_group_if_unused(group)
         self.push(
-            protocol.response(
-                command.id, subscription_id=command.subscription_id, message="Unsubscribed successfully"
-            )
+            protocol.response(command.id, subscription_id=command.subscription_id, message="Unsubscribed successfully")
         )
 
     async def handle_unsubscribe_all(self, command: protocol.UnsubscribeAll) -> None:

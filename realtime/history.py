@@ -36,9 +36,7 @@ class Replay:
     covered: bool
 
 
-def judge_coverage(
-    *, epoch: str, last_seq: int, after: int, client_epoch: str | None, first_seq: int | None
-) -> bool:
+def judge_coverage(*, epoch: str, last_seq: int, after: int, client_epoch: str | None, first_seq: int | None) -> bool:
     """True when the history holds every event after ``after`` in the client's epoch."""
     if client_epoch is not None and client_epoch != epoch:
         return False
@@ -91,9 +89,12 @@ class MemoryHistory:
             last_seq = self._seq.get(stream, 0)
             kept = [(seq, rec) for seq, ts, rec in self._events.get(stream, ()) if seq > after and ts >= oldest]
         first = kept[0][0] if kept else None
-        covered = judge_coverage(
-            epoch=self._epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first
-        ) and len(kept) <= limit
+        covered = (
+            judge_coverage(
+                epoch=self._epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first
+            )
+            and len(kept) <= limit
+        )
         return Replay(self._epoch, last_seq, kept[:limit] if covered else [], covered)
 
 
@@ -120,6 +121,7 @@ class RedisHistory:
     def __init__(self, url: str) -> None:
         self._url = url
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._append_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def _client(self) -> Any:
         import redis.asyncio as aioredis
@@ -127,9 +129,8 @@ class RedisHistory:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self._url, max_connections=50)
-            client._append = client.register_script(_APPEND_SCRIPT)
-            self._clients[loop] = client
+            client = self._clients[loop] = aioredis.Redis.from_url(self._url, max_connections=50)
+            self._append_scripts[loop] = client.register_script(_APPEND_SCRIPT)
         return client
 
     def _keys(self, stream: str) -> tuple[str, str, str]:
@@ -137,8 +138,8 @@ class RedisHistory:
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
     async def append(self, stream: str, record: str) -> tuple[int, str]:
-        client = self._client()
-        seq, epoch = await client._append(
+        self._client()
+        seq, epoch = await self._append_scripts[asyncio.get_running_loop()](
             keys=self._keys(stream),
             args=[
                 int(realtime_settings.HISTORY_MAX_EVENTS),
@@ -173,9 +174,11 @@ class RedisHistory:
             if int(fields[b"t"]) >= oldest_ms
         ]
         first = kept[0][0] if kept else None
-        covered = bool(epoch) and judge_coverage(
-            epoch=epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first
-        ) and len(kept) <= limit
+        covered = (
+            bool(epoch)
+            and judge_coverage(epoch=epoch, last_seq=last_seq, after=after, client_epoch=client_epoch, first_seq=first)
+            and len(kept) <= limit
+        )
         return Replay(epoch, last_seq, kept if covered else [], covered)
 
 

@@ -131,6 +131,8 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[5])
 return redis.call('HINCRBY', KEYS[3], ARGV[3], 1) == 1 and 1 or 0
 """
+
+
 def _leave_script(ids: str) -> str:
     """Lua that leaves the connections in ``ids`` and returns the members whose user has no connection left."""
     return f"""
@@ -166,6 +168,9 @@ class RedisPresence:
     def __init__(self, url: str) -> None:
         self._url = url
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _client(self) -> Any:
         import redis.asyncio as aioredis
@@ -173,26 +178,31 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self._url, max_connections=50)
-            client._join = client.register_script(_JOIN)
-            client._leave = client.register_script(_LEAVE)
-            client._sweep = client.register_script(_SWEEP)
-            self._clients[loop] = client
+            client = self._clients[loop] = aioredis.Redis.from_url(self._url, max_connections=50)
+            self._scripts[loop] = {
+                "join": client.register_script(_JOIN),
+                "leave": client.register_script(_LEAVE),
+                "sweep": client.register_script(_SWEEP),
+            }
         return client
+
+    def _script(self, name: str) -> Any:
+        self._client()
+        return self._scripts[asyncio.get_running_loop()][name]
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.PREFIX}{{{key}}}"
         return [f"{base}:conns", f"{base}:exp", f"{base}:users"]
 
     async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool:
-        first = await self._client()._join(
+        first = await self._script("join")(
             keys=[*self._keys(key), self.REGISTRY],
             args=[connection_id, member.to_json(), member.user_id, expires_at, key],
         )
         return bool(first)
 
     async def leave(self, key: str, connection_id: str) -> Member | None:
-        left = await self._client()._leave(keys=self._keys(key), args=[connection_id])
+        left = await self._script("leave")(keys=self._keys(key), args=[connection_id])
         return Member.from_json(left[0]) if left else None
 
     async def members(self, key: str) -> list[Member]:
@@ -219,7 +229,7 @@ class RedisPresence:
         left: list[tuple[str, Member]] = []
         for raw_key in await client.smembers(self.REGISTRY):
             key = raw_key.decode()
-            for payload in await client._sweep(keys=self._keys(key), args=[now]):
+            for payload in await self._script("sweep")(keys=self._keys(key), args=[now]):
                 left.append((key, Member.from_json(payload)))
             if not await client.exists(self._keys(key)[0]):
                 await client.srem(self.REGISTRY, key)

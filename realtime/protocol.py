@@ -113,13 +113,27 @@ class Authenticate(Message):
 
 
 Command = (
-    Subscribe | Unsubscribe | UnsubscribeAll | ListSubscriptions | Ping | PresenceJoin | PresenceLeave | PresenceList
+    Subscribe
+    | Unsubscribe
+    | UnsubscribeAll
+    | ListSubscriptions
+    | Ping
+    | PresenceJoin
+    | PresenceLeave
+    | PresenceList
     | Authenticate
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {
     model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (
-        Subscribe, Unsubscribe, UnsubscribeAll, ListSubscriptions, Ping, PresenceJoin, PresenceLeave, PresenceList,
+        Subscribe,
+        Unsubscribe,
+        UnsubscribeAll,
+        ListSubscriptions,
+        Ping,
+        PresenceJoin,
+        PresenceLeave,
+        PresenceList,
         Authenticate,
     )
 }
@@ -193,7 +207,7 @@ class EventMatcher:
     def matches(self, event: str, fields: Mapping[str, Any]) -> bool:
         if self.events is not None and event not in self.events:
             return False
-        for name, allowed in self.fields:
+        for name, allowed in self.fields:  # noqa: SIM110 (a plain loop beats all() on the hot path)
             if fields.get(name) not in allowed:
                 return False
         return True
@@ -225,13 +239,9 @@ def build_matcher(spec: ChannelSpec, params: ChannelParams) -> EventMatcher:
             selected = {f"{name_filter.event_prefix}{value}" for value in values}
             events = selected if events is None else events & selected
     fields = tuple(
-        (f.field, _as_set(getattr(params, f.param)))
-        for f in spec.field_filters
-        if getattr(params, f.param) is not None
+        (f.field, _as_set(getattr(params, f.param))) for f in spec.field_filters if getattr(params, f.param) is not None
     )
     return EventMatcher(frozenset(events) if events is not None else None, fields)
-
-
 
 
 def lookup_channel(name: str) -> ChannelSpec:

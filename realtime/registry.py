@@ -41,9 +41,9 @@ class ChannelParams(BaseModel):
 
 class LocationParams(ChannelParams):
     location_id: PublicId | None = None
-    location_ids: (
-        Annotated[list[PublicId], Field(min_length=1, max_length=MAX_LOCATIONS_PER_SUBSCRIPTION)] | None
-    ) = None
+    location_ids: Annotated[list[PublicId], Field(min_length=1, max_length=MAX_LOCATIONS_PER_SUBSCRIPTION)] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _exactly_one_location_form(self) -> LocationParams:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -52,12 +53,18 @@ def fresh_realtime_state() -> Iterator[None]:
     presence.reset_presence_store()
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Demo users are created per test; the production hasher's cost is not what these tests measure."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def world(django_db_blocker: Any) -> dict[str, Any]:
     """The demo world of the protocol document, built by the same command `make run` uses."""
     from accounts.models import User
 
-    call_command("seed_demo", stdout=open(os.devnull, "w"))
+    call_command("seed_demo", stdout=io.StringIO())
     return {u.username: u for u in User.objects.all()}
 
 
@@ -112,8 +119,12 @@ class Client:
 
 @asynccontextmanager
 async def open_client(
-    token: str | None = None, *, query: bool = True, headers: list[tuple[bytes, bytes]] | None = None,
-    subprotocols: list[str] | None = None, expect_connected: bool = True,
+    token: str | None = None,
+    *,
+    query: bool = True,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    expect_connected: bool = True,
 ) -> AsyncIterator[Client]:
     from config.asgi import application
 

@@ -9,68 +9,201 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('locations', '0001_initial'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("locations", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('public_id', models.CharField(blank=True, help_text='Stable id shown on the wire, e.g. user-sarah. Generated from the username when left blank.', max_length=64, unique=True)),
-                ('display_name', models.CharField(blank=True, max_length=150)),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email address")),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
+                (
+                    "public_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Stable id shown on the wire, e.g. user-sarah. Generated from the username when left blank.",
+                        max_length=64,
+                        unique=True,
+                    ),
+                ),
+                ("display_name", models.CharField(blank=True, max_length=150)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='Role',
+            name="Role",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('description', models.CharField(blank=True, max_length=255)),
-                ('permissions', models.ManyToManyField(blank=True, limit_choices_to={'codename__in': ['analytics.read', 'delivery.read', 'events.publish', 'inventory.read', 'kds.read', 'notifications.read', 'orders.read', 'tables.read', 'voice.read'], 'content_type__app_label': 'accounts'}, related_name='gateway_roles', to='auth.permission')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("description", models.CharField(blank=True, max_length=255)),
+                (
+                    "permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        limit_choices_to={
+                            "codename__in": [
+                                "analytics.read",
+                                "delivery.read",
+                                "events.publish",
+                                "inventory.read",
+                                "kds.read",
+                                "notifications.read",
+                                "orders.read",
+                                "tables.read",
+                                "voice.read",
+                            ],
+                            "content_type__app_label": "accounts",
+                        },
+                        related_name="gateway_roles",
+                        to="auth.permission",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('orders.read', 'Subscribe to order events'), ('kds.read', 'Subscribe to kitchen display events'), ('inventory.read', 'Subscribe to inventory events'), ('tables.read', 'Subscribe to table events'), ('analytics.read', 'Subscribe to analytics events'), ('delivery.read', 'Subscribe to delivery events'), ('notifications.read', "Subscribe to one's own notifications"), ('voice.read', 'Subscribe to voice-ordering events'), ('events.publish', 'Publish events')],
+                "ordering": ["name"],
+                "permissions": [
+                    ("orders.read", "Subscribe to order events"),
+                    ("kds.read", "Subscribe to kitchen display events"),
+                    ("inventory.read", "Subscribe to inventory events"),
+                    ("tables.read", "Subscribe to table events"),
+                    ("analytics.read", "Subscribe to analytics events"),
+                    ("delivery.read", "Subscribe to delivery events"),
+                    ("notifications.read", "Subscribe to one's own notifications"),
+                    ("voice.read", "Subscribe to voice-ordering events"),
+                    ("events.publish", "Publish events"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('location', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='locations.location')),
-                ('organization', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='locations.organization')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('role', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='accounts.role')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "location",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="locations.location",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="locations.organization",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "role",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="accounts.role"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('location__isnull', False), ('organization__isnull', True)), models.Q(('location__isnull', True), ('organization__isnull', False)), _connector='OR'), name='membership_scope_is_location_xor_organization', violation_error_message='A membership covers either one location or one organization.'), models.UniqueConstraint(fields=('user', 'role', 'location'), name='unique_role_per_location'), models.UniqueConstraint(fields=('user', 'role', 'organization'), name='unique_role_per_organization')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("location__isnull", False), ("organization__isnull", True)),
+                            models.Q(("location__isnull", True), ("organization__isnull", False)),
+                            _connector="OR",
+                        ),
+                        name="membership_scope_is_location_xor_organization",
+                        violation_error_message="A membership covers either one location or one organization.",
+                    ),
+                    models.UniqueConstraint(fields=("user", "role", "location"), name="unique_role_per_location"),
+                    models.UniqueConstraint(
+                        fields=("user", "role", "organization"), name="unique_role_per_organization"
+                    ),
+                ],
             },
         ),
     ]

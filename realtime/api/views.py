@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from rest_framework import serializers
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,19 +18,22 @@ from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
 from realtime.authorization import authorize
-from realtime.errors import Forbidden, InvalidParams
+from realtime.errors import ChannelNotFound, Forbidden, InvalidParams
 from realtime.history import get_history
 from realtime.protocol import describe_validation_error
 from realtime.publishing import publish, resolve_target, run_sync
 from realtime.registry import CHANNELS, Scope, get_channel
 
 
-class PublishRequest(serializers.Serializer):
-    channel = serializers.CharField(max_length=64)
-    event = serializers.CharField(max_length=128)
-    location_id = serializers.CharField(max_length=64, required=False)
-    user_id = serializers.CharField(max_length=64, required=False)
-    data = serializers.DictField(required=False, default=dict)
+class PublishBody(BaseModel):
+    """The body of ``POST /v1/events``; validated like protocol messages, with the same error sentences."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    channel: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    event: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    location_id: str | None = None
+    user_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 def may_publish(user: User, scope: Scope, scope_id: str) -> bool:
@@ -49,21 +53,21 @@ class PublishEventView(APIView):
     """``POST /v1/events``: publish one event; 202 with its id and stream position."""
 
     def post(self, request: Request) -> Response:
-        body = PublishRequest(data=request.data)
-        if not body.is_valid():
-            field, problems = next(iter(body.errors.items()))
-            raise InvalidParams(f"Invalid parameter {field}: {problems[0]}")
-        values: dict[str, Any] = body.validated_data
-        spec, scope_id = resolve_target(
-            values["channel"], values["event"], location_id=values.get("location_id"), user_id=values.get("user_id")
-        )
+        try:
+            body = PublishBody.model_validate(request.data)
+        except ValidationError as exc:
+            raise InvalidParams(describe_validation_error(exc, what="parameter")) from None
+        spec, scope_id = resolve_target(body.channel, body.event, location_id=body.location_id, user_id=body.user_id)
         if not may_publish(request.user, spec.scope, scope_id):  # type: ignore[arg-type]
             raise Forbidden(f"Not allowed to publish to {spec.stream(scope_id)}", required_permission="events.publish")
-        published = publish(spec.name, values["event"], location_id=values.get("location_id"),
-                            user_id=values.get("user_id"), data=values["data"])
+        published = publish(spec.name, body.event, location_id=body.location_id, user_id=body.user_id, data=body.data)
         return Response(
-            {"event_id": published.event_id, "stream": published.stream, "seq": published.seq,
-             "epoch": published.epoch},
+            {
+                "event_id": published.event_id,
+                "stream": published.stream,
+                "seq": published.seq,
+                "epoch": published.epoch,
+            },
             status=202,
         )
 
@@ -118,8 +122,6 @@ class StreamEventsView(APIView):
         channel, _, scope_id = stream.partition(":")
         spec = get_channel(channel)
         if spec is None:
-            from realtime.errors import ChannelNotFound
-
             raise ChannelNotFound(channel[:64])
         try:
             after = int(request.query_params.get("after", "0"))
@@ -130,16 +132,19 @@ class StreamEventsView(APIView):
         authorize(request.user, spec, (scope_id,))  # type: ignore[arg-type]
         epoch = request.query_params.get("epoch")
         replay = run_sync(get_history().replay, stream, after, epoch)
-        import json
-
         events = []
         for seq, raw in replay.events:
             record = json.loads(raw)
             record.pop("fields", None)
             events.append({"channel": spec.name, "stream": stream, "epoch": replay.epoch, "seq": seq, **record})
         return Response(
-            {"stream": stream, "epoch": replay.epoch, "last_seq": replay.last_seq, "complete": replay.covered,
-             "events": events}
+            {
+                "stream": stream,
+                "epoch": replay.epoch,
+                "last_seq": replay.last_seq,
+                "complete": replay.covered,
+                "events": events,
+            }
         )
 
 
@@ -160,6 +165,3 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["channel_layer"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
-
-
-_ = describe_validation_error  # re-exported for API error messages

@@ -32,7 +32,9 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
-        demo, _ = Organization.objects.update_or_create(public_id="org-demo-bistro", defaults={"name": "Demo Bistro Group"})
+        demo, _ = Organization.objects.update_or_create(
+            public_id="org-demo-bistro", defaults={"name": "Demo Bistro Group"}
+        )
         other, _ = Organization.objects.update_or_create(public_id="org-other-diner", defaults={"name": "Other Diner"})
         orgs = {demo.name: demo, other.name: other}
         for public_id, name, org, tz in [
@@ -53,13 +55,17 @@ class Command(BaseCommand):
             roles[name] = role
         for username, public_id, display, role_name, org_name, location_id in USERS:
             user = self._user(username, public_id, display)
-            scope = {"organization": orgs[org_name]} if org_name else {"location": Location.objects.get(public_id=location_id)}
+            scope = (
+                {"organization": orgs[org_name]}
+                if org_name
+                else {"location": Location.objects.get(public_id=location_id)}
+            )
             Membership.objects.get_or_create(user=user, role=roles[role_name], **scope)
         admin = self._user("admin", "user-admin", "Admin")
         if not admin.is_superuser:
             admin.is_superuser = admin.is_staff = True
             admin.save()
-        self.stdout.write(self.style.SUCCESS("Demo data ready. Logins (password %s):" % DEMO_PASSWORD))
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password {DEMO_PASSWORD}):"))
         for username, public_id, display, role_name, org_name, location_id in USERS:
             self.stdout.write(f"  {username:6} {public_id:11} {display:13} {role_name} at {org_name or location_id}")
         self.stdout.write(f"  {'admin':6} {'user-admin':11} superuser (Django admin)")
