@@ -116,6 +116,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 REDIS_SENTINELS = env_list("REDIS_SENTINELS")  # "host:port,host:port"
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
 CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "pubsub")  # pubsub | core
+# Namespaces every Redis key and pub/sub channel of one deployment (pub/sub ignores the database number).
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "rtgw")
 
 
 def build_channel_layers() -> dict[str, dict[str, object]]:
@@ -135,13 +137,13 @@ def build_channel_layers() -> dict[str, dict[str, object]]:
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [host], "capacity": 10_000, "expiry": 60, "prefix": "rtgw"},
+                "CONFIG": {"hosts": [host], "capacity": 10_000, "expiry": 60, "prefix": REDIS_PREFIX},
             }
         }
     return {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [host], "prefix": "rtgw"},
+            "CONFIG": {"hosts": [host], "prefix": REDIS_PREFIX},
         }
     }
 

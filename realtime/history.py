@@ -116,10 +116,9 @@ return {seq, epoch}
 class RedisHistory:
     """History in Redis Streams, shared by every gateway process; one client per event loop."""
 
-    KEY_PREFIX = "rtgw:hist:"
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "rtgw") -> None:
         self._url = url
+        self.key_prefix = f"{prefix}:hist:"
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._append_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
@@ -134,7 +133,7 @@ class RedisHistory:
         return client
 
     def _keys(self, stream: str) -> tuple[str, str, str]:
-        base = f"{self.KEY_PREFIX}{{{stream}}}"  # one hash slot per stream
+        base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
     async def append(self, stream: str, record: str) -> tuple[int, str]:
@@ -190,7 +189,7 @@ def get_history() -> HistoryStore:
     global _store
     if _store is None:
         url = getattr(settings, "REDIS_URL", "")
-        _store = RedisHistory(url) if url else MemoryHistory()
+        _store = RedisHistory(url, settings.REDIS_PREFIX) if url else MemoryHistory()
     return _store
 
 

@@ -162,11 +162,10 @@ _SWEEP = _leave_script("redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV
 class RedisPresence:
     """Presence in Redis, shared by every gateway process."""
 
-    PREFIX = "rtgw:pres:"
-    REGISTRY = "rtgw:pres:keys"
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "rtgw") -> None:
         self._url = url
+        self.key_prefix = f"{prefix}:pres:"
+        self.registry = f"{prefix}:pres:keys"
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
             weakref.WeakKeyDictionary()
@@ -191,12 +190,12 @@ class RedisPresence:
         return self._scripts[asyncio.get_running_loop()][name]
 
     def _keys(self, key: str) -> list[str]:
-        base = f"{self.PREFIX}{{{key}}}"
+        base = f"{self.key_prefix}{{{key}}}"
         return [f"{base}:conns", f"{base}:exp", f"{base}:users"]
 
     async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool:
         first = await self._script("join")(
-            keys=[*self._keys(key), self.REGISTRY],
+            keys=[*self._keys(key), self.registry],
             args=[connection_id, member.to_json(), member.user_id, expires_at, key],
         )
         return bool(first)
@@ -227,12 +226,12 @@ class RedisPresence:
     async def sweep(self, now: float) -> list[tuple[str, Member]]:
         client = self._client()
         left: list[tuple[str, Member]] = []
-        for raw_key in await client.smembers(self.REGISTRY):
+        for raw_key in await client.smembers(self.registry):
             key = raw_key.decode()
             for payload in await self._script("sweep")(keys=self._keys(key), args=[now]):
                 left.append((key, Member.from_json(payload)))
             if not await client.exists(self._keys(key)[0]):
-                await client.srem(self.REGISTRY, key)
+                await client.srem(self.registry, key)
         return left
 
 
@@ -243,7 +242,7 @@ def get_presence_store() -> PresenceStore:
     global _store
     if _store is None:
         url = getattr(settings, "REDIS_URL", "")
-        _store = RedisPresence(url) if url else MemoryPresence()
+        _store = RedisPresence(url, settings.REDIS_PREFIX) if url else MemoryPresence()
     return _store
 
 
