@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_MESSAGE_BYTES": 64 * 1024,
     "ALLOWED_ORIGINS": [],  # empty: no Origin check (header-less server clients rely on the token alone)
     "OUTBOUND_QUEUE_MAX_MESSAGES": 2000,
+    "MAX_SEND_BUFFER_BYTES": 4 * 1024 * 1024,
     "HEARTBEAT_INTERVAL_SECONDS": 25.0,
     "IDLE_TIMEOUT_SECONDS": 75.0,
     "TOKEN_EXPIRY_GRACE_SECONDS": 10.0,

@@ -24,6 +24,7 @@ from realtime import presence, protocol
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
+from realtime.connections import get_connection_registry
 from realtime.errors import (
     CloseCode,
     ConnectionLimit,
@@ -38,6 +39,7 @@ from realtime.errors import (
 from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
+from realtime.lifecycle import install_signal_handlers
 from realtime.limits import TokenBucket
 from realtime.publishing import envelope_tail
 
@@ -92,13 +94,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         user = self.identity.user
         self.user_id = user.public_id
-        self.hub = await aget_hub()
         limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
-        if self.hub.register(self) > limit:
-            self.hub.unregister(self)
-            self.hub = None
+        if not await get_connection_registry().add(self.user_id, self.connection_id, limit):
             self._fail(ConnectionLimit(limit))
             return
+        self.hub = await aget_hub()
+        self.hub.register(self)
+        install_signal_handlers()
         self._spawn(self._expire_token_when_due(self.identity.expires_at))
         self.push(
             {
@@ -126,6 +128,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         hub, self.hub = self.hub, None
         hub.unregister(self)
+        with contextlib.suppress(Exception):
+            await get_connection_registry().remove(self.user_id, self.connection_id)
         _, groups = self.state.remove_all()
         keeper = presence.get_keeper()
         for key in list(self.presence_keys):
@@ -136,6 +140,19 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await hub.leave(group, self)
         self.presence_keys.clear()
+
+    async def close_for_restart(self, code: int) -> None:
+        """Leave presence cleanly and close with ``code`` (1012): the client reconnects, elsewhere if need be."""
+        if self.closing:
+            return
+        self.closing = True
+        keeper = presence.get_keeper()
+        for key in list(self.presence_keys):
+            keeper.untrack(self.connection_id, key)
+            with contextlib.suppress(Exception):
+                await presence.aleave(key, self.connection_id)
+        self.presence_keys.clear()
+        self.outbox.put_nowait(_Close(code))
 
     def _origin_allowed(self) -> bool:
         allowed = realtime_settings.ALLOWED_ORIGINS
@@ -276,8 +293,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             if stream not in resume:
                 continue
             position = resume[stream]
-            after, epoch = (position, None) if isinstance(position, int) else (position.seq, position.epoch)
-            replay = await history.replay(stream, after, epoch)
+            after = position.seq
+            replay = await history.replay(stream, after, position.epoch)
             resumed[stream] = replay.covered
             subscription.positions[stream] = (replay.epoch, after if replay.covered else replay.last_seq)
             for seq, raw in replay.events:

@@ -19,6 +19,6 @@ def group_for_stream(stream: str) -> str:
     """The channel-layer group that carries ``stream``'s events."""
     channel, _, scope_id = stream.partition(":")
     name = f"rt.{channel}.{scope_id}"
-    if not scope_id or not _VALID_GROUP.match(name):
+    if not scope_id or not _VALID_GROUP.fullmatch(name):
         raise ValueError(f"Stream {stream!r} does not map to a valid group name")
     return name

@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from realtime.conf import realtime_settings
+from realtime.connections import get_connection_registry
 from realtime.groups import CONTROL_GROUP
+from realtime.presence import get_keeper
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class Member(Protocol):
     """What the hub needs of a connection."""
 
     user_id: str
+    connection_id: str
 
     def deliver_event(self, message: dict[str, Any]) -> None: ...
 
@@ -42,6 +46,7 @@ class Hub:
         self.users: dict[str, set[Member]] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "rt.event": self._on_event,
             "rt.presence": self._on_presence,
@@ -52,10 +57,12 @@ class Hub:
         self.channel_name = await self.layer.new_channel("rt.hub.")
         await self.layer.group_add(CONTROL_GROUP, self.channel_name)
         self._task = asyncio.create_task(self._receive_forever(), name="realtime-hub")
+        self._beat = asyncio.create_task(self._beat_forever(), name="realtime-heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._beat):
+            if task is not None:
+                task.cancel()
         for group in [*self.members, CONTROL_GROUP]:
             try:
                 await self.layer.group_discard(group, self.channel_name)
@@ -111,6 +118,23 @@ class Hub:
         if not members:
             del self.members[group]
             await self.layer.group_discard(group, self.channel_name)
+
+    async def beat(self) -> None:
+        """Renew this process's liveness in shared state: presence members and per-user connection counts."""
+        await get_keeper().beat()
+        await get_connection_registry().renew(
+            {user_id: [m.connection_id for m in members] for user_id, members in self.users.items()}
+        )
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(float(realtime_settings.PRESENCE_HEARTBEAT_SECONDS))
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("heartbeat failed; retrying on the next beat")
 
     # Delivery -------------------------------------------------------------------------------------------------
 

@@ -286,16 +286,16 @@ async def alist(key: str) -> list[dict[str, Any]]:
 
 
 class PresenceKeeper:
-    """This process's heartbeat: renews its members' expiry and sweeps anybody's expired members."""
+    """This process's share of presence upkeep: renew its members' expiry, sweep anybody's expired members.
+
+    ``beat`` runs on the process heartbeat (``realtime.hub``).
+    """
 
     def __init__(self) -> None:
         self.local: dict[str, set[str]] = {}  # connection id -> presence keys
-        self._task: asyncio.Task[None] | None = None
 
     def track(self, connection_id: str, key: str) -> None:
         self.local.setdefault(connection_id, set()).add(key)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._beat_forever(), name="realtime-presence")
 
     def untrack(self, connection_id: str, key: str) -> None:
         keys = self.local.get(connection_id)
@@ -309,16 +309,6 @@ class PresenceKeeper:
         await store.renew({c: sorted(k) for c, k in self.local.items()}, expiry_from_now())
         for key, member in await store.sweep(time.time()):
             await announce("user_left", key, member)
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(float(realtime_settings.PRESENCE_HEARTBEAT_SECONDS))
-            try:
-                await self.beat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("presence heartbeat failed; retrying")
 
 
 _keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()

@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from realtime.errors import (
     ChannelNotFound,
@@ -32,7 +41,25 @@ from realtime.errors import (
 from realtime.groups import group_for_stream
 from realtime.registry import ChannelParams, ChannelSpec, LocationParams, NotificationsParams, Scope, get_channel
 
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)] | int
+
+
+def is_request_id(value: Any) -> bool:
+    """Request ids are strings of 1 to 128 characters or integers, echoed back as given."""
+    return (isinstance(value, str) and 0 < len(value) <= 128) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _check_request_id(value: Any) -> str | int:
+    if is_request_id(value):
+        return value  # type: ignore[no-any-return]
+    raise ValueError("Invalid field id: must be a string of 1 to 128 characters or an integer")
+
+
+def _seq_as_position(value: Any) -> Any:
+    """A bare integer resume position means ``{"seq": n}`` (no epoch check)."""
+    return {"seq": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+RequestId = Annotated[Any, AfterValidator(_check_request_id)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -68,7 +95,10 @@ class Subscribe(Message):
     type: Literal["subscribe"]
     channel: ShortText
     params: dict[str, Any] = Field(default_factory=dict)
-    resume: Annotated[dict[ShortText, ResumePosition | Annotated[int, Field(ge=0)]], Field(max_length=50)] | None = None
+    resume: (
+        Annotated[dict[ShortText, Annotated[ResumePosition, BeforeValidator(_seq_as_position)]], Field(max_length=50)]
+        | None
+    ) = None
 
 
 class Unsubscribe(Message):
@@ -161,10 +191,8 @@ def describe_validation_error(error: ValidationError, *, what: str) -> str:
 
 def request_id_of(raw: object) -> str | int | None:
     """The request id to echo, when the message carried a usable one (also for messages that fail validation)."""
-    if isinstance(raw, dict):
-        rid = raw.get("id")
-        if (isinstance(rid, str) and 0 < len(rid) <= 128) or (isinstance(rid, int) and not isinstance(rid, bool)):
-            return rid
+    if isinstance(raw, dict) and is_request_id(raw.get("id")):
+        return raw["id"]  # type: ignore[no-any-return]
     return None
 
 

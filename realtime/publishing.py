@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import logging
 import threading
 from collections.abc import Coroutine, Mapping
@@ -31,7 +32,7 @@ from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_EVENT_DATA_BYTES = 64 * 1024
-_PUBLIC_ID = __import__("re").compile(PUBLIC_ID_PATTERN)
+_PUBLIC_ID = re.compile(PUBLIC_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def resolve_target(
         raise InvalidParams(f"Channel '{spec.name}' events take {wanted}, not {other}", channel=spec.name)
     if scope_id is None:
         raise InvalidParams(f"Missing required parameter: {wanted}", channel=spec.name)
-    if not isinstance(scope_id, str) or not _PUBLIC_ID.match(scope_id):
+    if not isinstance(scope_id, str) or not _PUBLIC_ID.fullmatch(scope_id):
         raise InvalidParams(f"Invalid parameter {wanted}: not a public id", channel=spec.name)
     return spec, scope_id
 

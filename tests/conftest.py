@@ -16,7 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import history, presence
+from realtime import connections, history, presence
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -44,13 +44,15 @@ def require_service(url: str, default_port: int, what: str) -> None:
 @pytest.fixture(autouse=True)
 def fresh_realtime_state() -> Iterator[None]:
     """Each test gets a new channel layer, history and presence store (the layer's queues belong to one loop)."""
-    channel_layers.backends.clear()
-    history.reset_history()
-    presence.reset_presence_store()
+    def reset() -> None:
+        channel_layers.backends.clear()
+        history.reset_history()
+        presence.reset_presence_store()
+        connections.reset_connection_registry()
+
+    reset()
     yield
-    channel_layers.backends.clear()
-    history.reset_history()
-    presence.reset_presence_store()
+    reset()
 
 
 @pytest.fixture(autouse=True)

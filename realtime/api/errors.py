@@ -30,6 +30,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = ErrorCode.INVALID_MESSAGE if response.status_code == 400 else ErrorCode.INTERNAL_ERROR
         if response.status_code == 404:
             return Response({"code": "not_found", "message": "Not found"}, status=404)
-    detail = response.data.get("detail") if isinstance(response.data, dict) else None
-    response.data = {"code": code.value, "message": str(detail or response.data)}
+    response.data = {"code": code.value, "message": describe_drf_detail(response.data)}
     return response
+
+
+def describe_drf_detail(data: Any) -> str:
+    """One sentence from DRF's error data: its ``detail``, or the first field's first problem."""
+    if isinstance(data, dict):
+        if "detail" in data:
+            return str(data["detail"])
+        for field, problems in data.items():
+            first = problems[0] if isinstance(problems, list) and problems else problems
+            return f"Invalid field {field}: {first}"
+    if isinstance(data, list) and data:
+        return str(data[0])
+    return str(data)
