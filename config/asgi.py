@@ -9,11 +9,12 @@ django_asgi_app = get_asgi_application()  # set up Django before importing code 
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from realtime.backpressure import install_daphne_send_buffer_limit  # noqa: E402
-from realtime.lifecycle import LifespanShutdown  # noqa: E402
+from realtime.daphne_support import install_daphne_support  # noqa: E402
+from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-install_daphne_send_buffer_limit()  # a client that stops reading is closed (4408), not buffered forever
+install_daphne_support()  # bounded send buffers (4408) and RFC server close codes (1008, 1009, 1012)
+install_daphne_shutdown_trigger()  # SIGTERM closes connections with 1012 and leaves presence first
 
 application = LifespanShutdown(
     ProtocolTypeRouter(

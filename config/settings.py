@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -110,6 +111,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# The console's assets are served by the app itself (WhiteNoise), from the app folders when nothing was collected;
+# behind nginx, `collectstatic` and an nginx `location /static/` take the load off the gateway (docs/deploy.md).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # Channels: in-memory layer for one process, Redis when REDIS_URL is set (see realtime/layers.py).
 REDIS_URL = os.environ.get("REDIS_URL", "")

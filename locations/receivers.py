@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models.signals import post_init, post_save
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from locations import events
@@ -19,20 +19,21 @@ EVENTS_OF: dict[type, Any] = {
 }
 
 
-@receiver(post_init, sender=Order)
-@receiver(post_init, sender=Table)
-@receiver(post_init, sender=KitchenTicket)
-def remember_loaded_status(sender: type, instance: Any, **kwargs: Any) -> None:
-    """Keep the status as loaded, so a save can tell whether it changed."""
-    instance._loaded_status = instance.__dict__.get("status")
+@receiver(pre_save, sender=Order)
+@receiver(pre_save, sender=Table)
+@receiver(pre_save, sender=KitchenTicket)
+def remember_stored_status(sender: type, instance: Any, using: str, **kwargs: Any) -> None:
+    """Read the status the database holds before this save (an in-memory copy can be stale)."""
+    stored_rows = sender.objects.using(using).filter(pk=instance.pk).values_list("status", flat=True)  # type: ignore[attr-defined]
+    stored = stored_rows.first() if instance.pk else None
+    instance.__dict__["_stored_status"] = stored
 
 
 @receiver(post_save, sender=Order)
 @receiver(post_save, sender=Table)
 @receiver(post_save, sender=KitchenTicket)
 def publish_record_change(sender: type, instance: Any, created: bool, using: str, **kwargs: Any) -> None:
-    previous = None if created else getattr(instance, "_loaded_status", None)
+    previous = None if created else instance.__dict__.pop("_stored_status", None)
     location_id = instance.location.public_id
     for event, data in EVENTS_OF[sender](instance, created=created, previous_status=previous):
         publish_on_commit(CHANNEL_OF[sender], event, location_id=location_id, data=data, using=using)
-    instance._loaded_status = instance.status

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": [],  # empty: no Origin check (header-less server clients rely on the token alone)
     "OUTBOUND_QUEUE_MAX_MESSAGES": 2000,
     "MAX_SEND_BUFFER_BYTES": 4 * 1024 * 1024,
+    "SLOW_CONSUMER_ABORT_SECONDS": 5.0,  # after the 4408 close frame, drop a peer that still does not read
     "HEARTBEAT_INTERVAL_SECONDS": 25.0,
     "IDLE_TIMEOUT_SECONDS": 75.0,
     "TOKEN_EXPIRY_GRACE_SECONDS": 10.0,

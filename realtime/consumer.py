@@ -39,7 +39,6 @@ from realtime.errors import (
 from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
-from realtime.lifecycle import install_signal_handlers
 from realtime.limits import TokenBucket
 from realtime.publishing import envelope_tail
 
@@ -100,7 +99,6 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         self.hub = await aget_hub()
         self.hub.register(self)
-        install_signal_handlers()
         self._spawn(self._expire_token_when_due(self.identity.expires_at))
         self.push(
             {

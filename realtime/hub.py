@@ -37,6 +37,8 @@ class Member(Protocol):
 
     def on_access_changed(self) -> None: ...
 
+    async def close_for_restart(self, code: int) -> None: ...
+
 
 class Hub:
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """Process lifecycle: a graceful stop closes every live connection with 1012 so clients reconnect elsewhere.
 
 Uvicorn sends the ASGI ``lifespan.shutdown`` event on SIGTERM; daphne has no lifespan support, so
-``install_signal_handlers`` also hooks SIGTERM/SIGINT on the running loop for it. Either way each local connection
+``install_daphne_shutdown_trigger`` hooks the reactor's shutdown for it. Either way each local connection
 leaves presence cleanly and gets a 1012 close frame before the process exits.
 """
 
@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+import sys
 from typing import Any
 
 from realtime.conf import realtime_settings
 from realtime.hub import current_hubs
 
 logger = logging.getLogger(__name__)
+SHUTDOWN_DRAIN_SECONDS = 5.0
 
 
 async def aclose_all_connections() -> int:
     """Close every connection of this process with the restart code; return how many were closed."""
     code = int(realtime_settings.SHUTDOWN_CLOSE_CODE)
-    closed = 0
-    for hub in current_hubs():
-        for members in list(hub.users.values()):
-            for member in list(members):
-                close = getattr(member, "close_for_restart", None)
-                if close is not None:
-                    await close(code)
-                    closed += 1
-    return closed
+    members = [m for hub in current_hubs() for ms in list(hub.users.values()) for m in ms]
+    await asyncio.gather(*(m.close_for_restart(code) for m in members), return_exceptions=True)
+    return len(members)
 
 
 class LifespanShutdown:
@@ -45,7 +40,6 @@ class LifespanShutdown:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                install_signal_handlers()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 closed = await aclose_all_connections()
@@ -54,32 +48,25 @@ class LifespanShutdown:
                 return
 
 
-_installed: set[int] = set()
+def install_daphne_shutdown_trigger() -> bool:
+    """On daphne, close every connection with 1012 before the reactor stops (SIGTERM, SIGINT).
 
+    Registered while config.asgi is imported, which daphne does before it registers its own shutdown trigger
+    (the one that cancels every application instance), so ours starts first; Twisted waits for the Deferred.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        return False  # not running under daphne (uvicorn uses the lifespan shutdown above)
+    from twisted.internet import defer, reactor
 
-def install_signal_handlers() -> None:
-    """On daphne, close connections with 1012 on SIGTERM before the reactor stops."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    if id(loop) in _installed:
-        return
-    _installed.add(id(loop))
-    previous = signal.getsignal(signal.SIGTERM)
+    def close_connections() -> defer.Deferred[Any]:
+        async def drain() -> None:
+            closed = await asyncio.wait_for(aclose_all_connections(), timeout=SHUTDOWN_DRAIN_SECONDS)
+            logger.info("shutdown: closed %d connections with the restart code", closed)
+            await asyncio.sleep(0.2)  # let the close frames reach the sockets
 
-    def on_term(signum: int, frame: Any) -> None:
-        async def drain_then_stop() -> None:
-            try:
-                closed = await asyncio.wait_for(aclose_all_connections(), timeout=5)
-                logger.info("SIGTERM: closed %d connections with restart code", closed)
-                await asyncio.sleep(0.2)  # let the close frames reach the sockets
-            finally:
-                if callable(previous):
-                    previous(signum, frame)
-                else:
-                    raise SystemExit(0)
+        deferred = defer.Deferred.fromFuture(asyncio.ensure_future(drain()))
+        deferred.addErrback(lambda failure: logger.warning("shutdown drain failed: %s", failure.value))
+        return deferred
 
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(drain_then_stop()))
-
-    signal.signal(signal.SIGTERM, on_term)
+    reactor.addSystemEventTrigger("before", "shutdown", close_connections)  # type: ignore[attr-defined,arg-type]
+    return True

@@ -42,10 +42,11 @@ from realtime.groups import group_for_stream
 from realtime.registry import ChannelParams, ChannelSpec, LocationParams, NotificationsParams, Scope, get_channel
 
 
-
 def is_request_id(value: Any) -> bool:
     """Request ids are strings of 1 to 128 characters or integers, echoed back as given."""
-    return (isinstance(value, str) and 0 < len(value) <= 128) or (isinstance(value, int) and not isinstance(value, bool))
+    return (isinstance(value, str) and 0 < len(value) <= 128) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
 
 
 def _check_request_id(value: Any) -> str | int:

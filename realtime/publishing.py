@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import logging
+import re
 import threading
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass

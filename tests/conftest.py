@@ -100,8 +100,8 @@ class Client:
         self.connected: dict[str, Any] | None = None
 
     async def send(self, message: dict[str, Any] | str) -> None:
-        if isinstance(message, str):
-            await self.ws.send_to(text_data=message)
+        if isinstance(message, str):  # also the empty string, which send_to refuses
+            await self.ws.send_input({"type": "websocket.receive", "text": message})
         else:
             await self.ws.send_json_to(message)
 

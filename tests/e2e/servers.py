@@ -64,6 +64,7 @@ class Gateway:
     port: int
     env: dict[str, str]
     log_path: Path
+    server_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -78,7 +79,8 @@ class Gateway:
     def start(self) -> Gateway:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.server_args,
+             "config.asgi:application"],
             cwd=ROOT,
             env=self.env,
             stdout=self.log_file,
