@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -116,7 +117,7 @@ def test_seed_is_idempotent(world: Any) -> None:
     from django.core.management import call_command
 
     counts = (User.objects.count(), Membership.objects.count(), Location.objects.count(), Role.objects.count())
-    call_command("seed_demo", stdout=open("/dev/null", "w"))
+    call_command("seed_demo", stdout=io.StringIO())
     assert counts == (User.objects.count(), Membership.objects.count(), Location.objects.count(),
                       Role.objects.count())
     assert counts == (5, 4, 3, 3)
