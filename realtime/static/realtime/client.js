@@ -1,0 +1,1054 @@
+/**
+ * Browser client for the gateway's WebSocket protocol at /v1/ws.
+ *
+ * Plain ES module, no build step, no dependencies. It keeps the application's *intent* (which channels it wants,
+ * where it is present) separate from the *connection* that currently carries it, so a dropped socket is repaired
+ * without the application noticing anything but a state change:
+ *
+ *   const client = new RealtimeClient({ token, getToken: refreshAccessToken });
+ *   client.on("state", (state) => badge.textContent = state);
+ *   const sub = await client.subscribe("orders", { location_id: "loc-xyz789" }, (event) => render(event), {
+ *     onGap: ({ stream }) => reloadOverRest(stream),      // the server could not replay what we missed
+ *     onRevoked: (frame) => showRevoked(frame.reason),  // permission lost, channel gone, ...
+ *   });
+ *   await sub.unsubscribe();
+ *
+ * Wire format: /work/shared/seed/websocket-subscriptions.txt and docs/client.md.
+ */
+
+/** The four states a client goes through; "closed" is also the state before the first connect(). */
+export const ConnectionState = Object.freeze({
+  CONNECTING: "connecting",
+  CONNECTED: "connected",
+  RECONNECTING: "reconnecting",
+  CLOSED: "closed",
+});
+
+/** Close codes the gateway uses (RFC 6455 plus its 4xxx range), and the one this client uses for a dead link. */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  ABNORMAL: 1006,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  SERVICE_RESTART: 1012,
+  HEARTBEAT_TIMEOUT: 4000,
+  UNAUTHENTICATED: 4401,
+  FORBIDDEN: 4403,
+  SLOW_CONSUMER: 4408,
+  TOO_MANY_CONNECTIONS: 4429,
+});
+
+/** Closes after which reconnecting would only be refused again: the client stops and tells the application. */
+const TERMINAL_CLOSE_CODES = new Set([
+  CloseCode.FORBIDDEN,
+  CloseCode.TOO_MANY_CONNECTIONS,
+  CloseCode.POLICY_VIOLATION,
+]);
+
+const DEFAULT_OPTIONS = Object.freeze({
+  url: "/v1/ws",
+  token: null,
+  getToken: null,
+  authMethod: "subprotocol", // or "query": subprotocol keeps the token out of URLs and access logs
+  heartbeatIntervalMs: 20_000,
+  heartbeatTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  reconnectInitialDelayMs: 500,
+  reconnectMaxDelayMs: 30_000,
+  reconnectFactor: 2,
+  maxReconnectAttempts: Infinity,
+  serviceRestartDelayMs: 1_000,
+  slowConsumerDelayMs: 250,
+  tokenRefreshMarginMs: 30_000,
+  maxAuthRetries: 2,
+  maxBufferedOrphanEvents: 1_000,
+  WebSocket: globalThis.WebSocket,
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors: every failure the application can see is a RealtimeError with a machine-readable `code`.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Base class: `code` is the server's error code (or a client one), `frame` the whole server frame if any. */
+export class RealtimeError extends Error {
+  constructor(message, { code = "error", frame = null, closeCode = null } = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.frame = frame;
+    this.closeCode = closeCode;
+  }
+}
+
+/** The server answered a request with {"type": "error"}. */
+export class ServerError extends RealtimeError {
+  constructor(frame) {
+    super(frame.message || frame.code || "Server error", { code: frame.code || "error", frame });
+  }
+}
+
+export class ChannelNotFoundError extends ServerError {}
+export class UnauthorizedError extends ServerError {
+  /** The permission the server said is missing, e.g. "orders.read". */
+  get requiredPermission() {
+    return this.frame.required_permission ?? null;
+  }
+}
+export class InvalidParamsError extends ServerError {}
+export class SubscriptionLimitError extends ServerError {
+  get limit() {
+    return this.frame.limit ?? null;
+  }
+}
+export class SubscriptionNotFoundError extends ServerError {}
+export class InvalidMessageError extends ServerError {}
+export class RateLimitedError extends ServerError {
+  /** How long the server asked us to wait before trying again. */
+  get retryAfterMs() {
+    return Number(this.frame.retry_after_ms ?? 1000);
+  }
+}
+export class AuthenticationError extends ServerError {}
+export class ConnectionLimitError extends ServerError {}
+export class InternalServerError extends ServerError {}
+
+const ERROR_CLASS_BY_CODE = Object.freeze({
+  channel_not_found: ChannelNotFoundError,
+  unauthorized: UnauthorizedError,
+  invalid_params: InvalidParamsError,
+  subscription_limit: SubscriptionLimitError,
+  subscription_not_found: SubscriptionNotFoundError,
+  invalid_message: InvalidMessageError,
+  unknown_type: InvalidMessageError,
+  rate_limited: RateLimitedError,
+  unauthenticated: AuthenticationError,
+  token_expired: AuthenticationError,
+  connection_limit: ConnectionLimitError,
+  internal_error: InternalServerError,
+});
+
+/** Build the typed error for a server error frame. */
+export function errorFromFrame(frame) {
+  const ErrorClass = ERROR_CLASS_BY_CODE[frame.code] ?? ServerError;
+  return new ErrorClass(frame);
+}
+
+/** The connection dropped before the server answered. */
+export class ConnectionLostError extends RealtimeError {
+  constructor(message = "Connection lost before the server answered") {
+    super(message, { code: "connection_lost" });
+  }
+}
+
+/** The server did not answer in time. */
+export class RequestTimeoutError extends RealtimeError {
+  constructor(frame) {
+    super(`No answer to '${frame.type}' in time`, { code: "timeout", frame });
+  }
+}
+
+/** The application closed the client, or the server refused us for good (4403, 4429, 1008, repeated 4401). */
+export class ConnectionClosedError extends RealtimeError {
+  constructor(message = "Client is closed", { closeCode = null, code = "client_closed" } = {}) {
+    super(message, { code, closeCode });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Serialize with sorted keys, so equal params give equal keys whatever order they were written in. */
+export function stableStringify(value) {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (value && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Read the `exp` claim (seconds since epoch) of a JWT without verifying it; null if there is none. */
+export function readTokenExpiry(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const padded = payload + "=".repeat((4 - (payload.length % 4)) % 4);
+    const claims = JSON.parse(atob(padded));
+    return typeof claims.exp === "number" ? claims.exp : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Exponential backoff with "equal jitter": never less than half the step, so reconnects spread but don't spin. */
+export function backoffDelayMs(attempt, { initialMs, maxMs, factor, random = Math.random }) {
+  const step = Math.min(maxMs, initialMs * factor ** attempt);
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
+function resolveSocketUrl(url) {
+  const base = globalThis.location ? globalThis.location.href : "http://localhost/";
+  const resolved = new URL(url, base);
+  if (resolved.protocol === "http:") resolved.protocol = "ws:";
+  if (resolved.protocol === "https:") resolved.protocol = "wss:";
+  return resolved;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Subscription: the application's handle, stable across reconnects while the server's subscription_id changes.
+// ---------------------------------------------------------------------------------------------------------------
+
+let nextSubscriptionNumber = 0;
+
+export class Subscription {
+  constructor(client, { channel, params, onEvent, onGap, onRevoked }) {
+    nextSubscriptionNumber += 1;
+    /** Client-side identity; never changes, unlike `serverId`. */
+    this.key = `csub-${nextSubscriptionNumber}`;
+    this.channel = channel;
+    this.params = params;
+    /** The server's subscription_id on the current connection, null while (re)subscribing. */
+    this.serverId = null;
+    /** "pending" (never acknowledged), "active", "resubscribing", or "closed". */
+    this.status = "pending";
+    /** Last {seq, epoch} seen per stream, sent as `resume` when re-subscribing after a reconnect. */
+    this.positions = new Map();
+    this.eventCount = 0;
+    this.createdAt = new Date();
+    this.closeReason = null;
+    this._client = client;
+    this._onEvent = onEvent;
+    this._onGap = onGap;
+    this._onRevoked = onRevoked;
+    this._acknowledged = null; // {resolve, reject} of the subscribe() promise until the first answer
+  }
+
+  get isActive() {
+    return this.status === "active";
+  }
+
+  /** Stop receiving events; safe to call twice. */
+  unsubscribe() {
+    return this._client.unsubscribe(this);
+  }
+
+  /** The resume object for the subscribe frame, or null when nothing was received yet. */
+  resumeRequest() {
+    if (this.positions.size === 0) return null;
+    const resume = {};
+    for (const [stream, position] of this.positions) resume[stream] = { seq: position.seq, epoch: position.epoch };
+    return resume;
+  }
+
+  toJSON() {
+    return {
+      key: this.key,
+      serverId: this.serverId,
+      channel: this.channel,
+      params: this.params,
+      status: this.status,
+      eventCount: this.eventCount,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------------------------------
+
+export class RealtimeClient {
+  /**
+   * @param {object} options  see DEFAULT_OPTIONS; `token` (string) or `getToken` (async () => string) is required.
+   */
+  constructor(options = {}) {
+    this.options = { ...DEFAULT_OPTIONS, ...options };
+    if (!this.options.WebSocket) throw new RealtimeError("No WebSocket implementation available");
+    this._token = this.options.token;
+    this._state = ConnectionState.CLOSED;
+    this._session = null;
+    this._socket = null;
+    this._wantOpen = false;
+    this._everConnected = false;
+    this._attempt = 0;
+    this._authFailures = 0;
+    this._needFreshToken = false;
+    this._tokenRefreshTimer = null;
+    this._tokenPromise = null;
+    this._reconnectTimer = null;
+    this._heartbeatTimer = null;
+    this._pongTimer = null;
+    this._requestNumber = 0;
+    this._pending = new Map(); // request id -> {frame, resolve, reject, timer, survivesReconnect}
+    this._abandonedSubscribes = new Set(); // request ids that timed out: undo them if the server answers late
+    this._subscriptions = new Map(); // key -> Subscription
+    this._subscriptionsByServerId = new Map();
+    this._orphanEvents = new Map(); // server id -> events that arrived before their subscribe response
+    this._presence = new Map(); // stableStringify([channel, params]) -> {channel, params, userInfo, waiters}
+    this._connectWaiters = [];
+    this._listeners = new Map();
+    this._onOnline = () => this._reconnectNowIfWaiting();
+    if (typeof globalThis.addEventListener === "function") globalThis.addEventListener("online", this._onOnline);
+  }
+
+  // ----- public API ------------------------------------------------------------------------------------------
+
+  /** The current ConnectionState. */
+  get state() {
+    return this._state;
+  }
+
+  /** The server's "connected" frame of the current connection (user_id, connection_id, limits), or null. */
+  get session() {
+    return this._session;
+  }
+
+  /** The application's subscriptions, in the order they were made. */
+  get subscriptions() {
+    return [...this._subscriptions.values()];
+  }
+
+  /** Where this client is present: [{channel, params, userInfo}]. */
+  get presence() {
+    return [...this._presence.values()].map(({ channel, params, userInfo }) => ({ channel, params, userInfo }));
+  }
+
+  /**
+   * Listen to "state", "connected", "disconnected", "subscription" (a Subscription changed status), "event",
+   * "presence", "gap", "revoked", "error" or "frame".
+   * Returns a function that removes the listener.
+   */
+  on(type, listener) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(listener);
+    return () => this._listeners.get(type)?.delete(listener);
+  }
+
+  /** Listen to presence frames (user_joined, user_left) and to "sync" snapshots sent after each (re)join. */
+  onPresence(listener) {
+    return this.on("presence", listener);
+  }
+
+  /** Open the connection; resolves with the "connected" frame, rejects if the server refuses us for good. */
+  connect() {
+    const connected = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+    if (this._state === ConnectionState.CONNECTED) {
+      this._settleConnectWaiters(null);
+      return connected;
+    }
+    if (!this._wantOpen) {
+      this._wantOpen = true;
+      this._attempt = 0;
+      this._authFailures = 0;
+      this._openSocket();
+    }
+    return connected;
+  }
+
+  /** Close for good: no reconnect; subscriptions are kept locally and restored if connect() is called again. */
+  close(code = CloseCode.NORMAL, reason = "client closed") {
+    this._wantOpen = false;
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._tokenRefreshTimer);
+    this._reconnectTimer = null;
+    const socket = this._socket;
+    this._dropSocket();
+    if (socket) {
+      try {
+        socket.close(code, reason);
+      } catch {
+        /* already closing */
+      }
+    }
+    const error = new ConnectionClosedError();
+    this._failPending(error);
+    this._failUnconfirmedIntents(error);
+    this._settleConnectWaiters(error);
+    this._setState(ConnectionState.CLOSED);
+  }
+
+  /** Close and forget everything, e.g. when the user signs out. */
+  destroy() {
+    this.close();
+    for (const subscription of this._subscriptions.values()) subscription.status = "closed";
+    this._subscriptions.clear();
+    this._presence.clear();
+    this._listeners.clear();
+    if (typeof globalThis.removeEventListener === "function") {
+      globalThis.removeEventListener("online", this._onOnline);
+    }
+  }
+
+  /**
+   * Subscribe to a channel. Resolves with a Subscription once the server accepted it (also if that happens only
+   * after a reconnect); rejects with a ServerError subclass (e.g. UnauthorizedError) if the server refuses it.
+   *
+   * options: {onGap(info), onRevoked(frame)}
+   */
+  subscribe(channel, params = {}, onEvent = () => {}, options = {}) {
+    const subscription = new Subscription(this, {
+      channel,
+      params,
+      onEvent,
+      onGap: options.onGap,
+      onRevoked: options.onRevoked,
+    });
+    this._subscriptions.set(subscription.key, subscription);
+    this._emit("subscription", subscription);
+    const acknowledged = new Promise((resolve, reject) => {
+      subscription._acknowledged = { resolve, reject };
+    });
+    if (this._state === ConnectionState.CONNECTED) this._sendSubscribe(subscription);
+    else if (!this._wantOpen) this.connect().catch(() => {});
+    return acknowledged;
+  }
+
+  /** Unsubscribe (a Subscription or its key). Resolves once the server confirmed, or at once when offline. */
+  async unsubscribe(subscriptionOrKey) {
+    const key = typeof subscriptionOrKey === "string" ? subscriptionOrKey : subscriptionOrKey?.key;
+    const subscription = this._subscriptions.get(key);
+    if (!subscription) return null;
+    const serverId = subscription.serverId;
+    this._forgetSubscription(subscription, "unsubscribed");
+    subscription._acknowledged?.reject(new ConnectionClosedError("Unsubscribed before the server answered"));
+    subscription._acknowledged = null;
+    // Offline, the server has already forgotten it with the old connection; nothing to send.
+    if (this._state !== ConnectionState.CONNECTED || !serverId) return null;
+    try {
+      return await this._request({ type: "unsubscribe", subscription_id: serverId });
+    } catch (error) {
+      if (error instanceof SubscriptionNotFoundError || error instanceof ConnectionLostError) return null;
+      throw error;
+    }
+  }
+
+  /** Drop every subscription, here and on the server. */
+  async unsubscribeAll() {
+    for (const subscription of [...this._subscriptions.values()]) {
+      this._forgetSubscription(subscription, "unsubscribed");
+      subscription._acknowledged?.reject(new ConnectionClosedError("Unsubscribed before the server answered"));
+      subscription._acknowledged = null;
+    }
+    if (this._state !== ConnectionState.CONNECTED) return null;
+    return this._request({ type: "unsubscribe_all" });
+  }
+
+  /** Ask the server for its list; each entry gets `subscription`, the local Subscription it belongs to (if any). */
+  async listSubscriptions() {
+    await this._whenConnected();
+    const frame = await this._request({ type: "list_subscriptions" });
+    return (frame.subscriptions ?? []).map((entry) => ({
+      ...entry,
+      subscription: this._subscriptionsByServerId.get(entry.id ?? entry.subscription_id) ?? null,
+    }));
+  }
+
+  /**
+   * Be present at channel+params (e.g. {location_id}) as userInfo ({name, role}). Kept across reconnects.
+   * Resolves with the server's answer; onPresence listeners then get a "sync" snapshot of who is there.
+   */
+  presenceJoin(channel, params, userInfo = {}) {
+    const key = stableStringify([channel, params]);
+    const existing = this._presence.get(key);
+    const entry = existing ?? { channel, params, userInfo, waiters: [] };
+    entry.userInfo = userInfo;
+    this._presence.set(key, entry);
+    const joined = new Promise((resolve, reject) => entry.waiters.push({ resolve, reject }));
+    if (this._state === ConnectionState.CONNECTED) this._sendPresenceJoin(key, entry);
+    else if (!this._wantOpen) this.connect().catch(() => {});
+    return joined;
+  }
+
+  /** Stop being present at channel+params. */
+  async presenceLeave(channel, params) {
+    const key = stableStringify([channel, params]);
+    const entry = this._presence.get(key);
+    this._presence.delete(key);
+    for (const waiter of entry?.waiters ?? []) waiter.reject(new ConnectionClosedError("Left before joining"));
+    if (this._state !== ConnectionState.CONNECTED) return null;
+    return this._request({ type: "presence_leave", channel, params });
+  }
+
+  /** Who is present at channel+params: [{user_id, user_info, joined_at}]. */
+  async presenceList(channel, params) {
+    await this._whenConnected();
+    const frame = await this._request({ type: "presence_list", channel, params });
+    return frame.users ?? [];
+  }
+
+  /** Round trip to the server, in milliseconds. */
+  async ping() {
+    await this._whenConnected();
+    const started = performance.now();
+    await this._request({ type: "ping" });
+    return performance.now() - started;
+  }
+
+  /** Hand the server a fresh token on the open connection (the `authenticate` message). */
+  async authenticate(token) {
+    this._token = token;
+    this._scheduleTokenRefresh(token);
+    if (this._state !== ConnectionState.CONNECTED) return null;
+    return this._request({ type: "authenticate", token });
+  }
+
+  // ----- connection lifecycle --------------------------------------------------------------------------------
+
+  async _openSocket() {
+    this._setState(this._everConnected ? ConnectionState.RECONNECTING : ConnectionState.CONNECTING);
+    let token;
+    try {
+      token = await this._currentToken();
+    } catch (error) {
+      this._emit("error", error instanceof RealtimeError ? error : new RealtimeError(String(error), { code: "token" }));
+      if (this._wantOpen) this._scheduleReconnect(this._nextBackoffMs());
+      return;
+    }
+    if (!this._wantOpen) return;
+    if (!token) {
+      this._closeForGood(new ConnectionClosedError("No token to connect with", { code: "unauthenticated" }));
+      return;
+    }
+    const url = resolveSocketUrl(this.options.url);
+    let protocols;
+    if (this.options.authMethod === "query") url.searchParams.set("access_token", token);
+    else protocols = ["bearer", token];
+    let socket;
+    try {
+      socket = new this.options.WebSocket(url.toString(), protocols);
+    } catch (error) {
+      this._emit("error", new RealtimeError(`Cannot open WebSocket: ${error}`, { code: "connect_failed" }));
+      this._scheduleReconnect(this._nextBackoffMs());
+      return;
+    }
+    this._socket = socket;
+    socket.onmessage = (message) => this._handleMessage(message.data);
+    socket.onclose = (event) => {
+      if (this._socket === socket) this._handleClose(event.code, event.reason);
+    };
+    socket.onerror = () => {}; // a close event always follows, with the code that matters
+  }
+
+  async _currentToken() {
+    if ((this._needFreshToken || !this._token) && this.options.getToken) {
+      this._token = await this._fetchToken();
+      this._needFreshToken = false;
+    }
+    return this._token;
+  }
+
+  /** Ask the application for a token; concurrent callers share one request. */
+  _fetchToken() {
+    if (!this._tokenPromise) {
+      this._tokenPromise = Promise.resolve()
+        .then(() => this.options.getToken())
+        .finally(() => {
+          this._tokenPromise = null;
+        });
+    }
+    return this._tokenPromise;
+  }
+
+  _handleConnected(frame) {
+    if (this._state === ConnectionState.CONNECTED) {
+      this._session = frame; // a repeated greeting (e.g. after authenticate) is not a new connection
+      return;
+    }
+    this._session = frame;
+    this._everConnected = true;
+    this._attempt = 0;
+    this._authFailures = 0;
+    this._setState(ConnectionState.CONNECTED);
+    this._startHeartbeat();
+    this._scheduleTokenRefresh(this._token);
+    this._emit("connected", frame);
+    this._settleConnectWaiters(null, frame);
+    for (const subscription of this._subscriptions.values()) this._sendSubscribe(subscription);
+    for (const [key, entry] of this._presence) this._sendPresenceJoin(key, entry);
+  }
+
+  _handleClose(code, reason) {
+    const wasConnected = this._state === ConnectionState.CONNECTED;
+    this._dropSocket();
+    this._failPending(new ConnectionLostError());
+    if (wasConnected) this._emit("disconnected", { code, reason });
+    if (!this._wantOpen) {
+      this._setState(ConnectionState.CLOSED);
+      return;
+    }
+    if (TERMINAL_CLOSE_CODES.has(code)) {
+      const codeName = { 4403: "forbidden", 4429: "connection_limit", 1008: "policy_violation" }[code];
+      this._closeForGood(
+        new ConnectionClosedError(`Server refused the connection (${code} ${reason || codeName})`, {
+          closeCode: code,
+          code: codeName,
+        }),
+      );
+      return;
+    }
+    if (code === CloseCode.UNAUTHENTICATED) {
+      // Reconnecting with the same token would be refused again: ask for a new one, and give up if even fresh
+      // tokens are refused (a revoked user must not spin).
+      this._authFailures += 1;
+      if (!this.options.getToken || this._authFailures > this.options.maxAuthRetries) {
+        this._closeForGood(
+          new ConnectionClosedError("Authentication failed", { closeCode: code, code: "unauthenticated" }),
+        );
+        return;
+      }
+      this._needFreshToken = true;
+      this._scheduleReconnect(this._authFailures === 1 ? 0 : this._nextBackoffMs());
+      return;
+    }
+    if (code === CloseCode.SLOW_CONSUMER) {
+      // We fell behind; the subscriptions resume from their last positions so nothing is lost.
+      this._scheduleReconnect(this._jitter(this.options.slowConsumerDelayMs));
+      return;
+    }
+    if (code === CloseCode.SERVICE_RESTART) {
+      // Spread the herd: every client of the restarting server comes back within the window, not at once.
+      this._attempt = Math.max(this._attempt, 1);
+      this._scheduleReconnect(this._jitter(this.options.serviceRestartDelayMs));
+      return;
+    }
+    this._scheduleReconnect(this._nextBackoffMs());
+  }
+
+  _closeForGood(error) {
+    this._wantOpen = false;
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._tokenRefreshTimer);
+    this._failPending(error);
+    this._failUnconfirmedIntents(error);
+    this._settleConnectWaiters(error);
+    this._emit("error", error);
+    this._setState(ConnectionState.CLOSED);
+  }
+
+  _scheduleReconnect(delayMs) {
+    if (this._attempt > this.options.maxReconnectAttempts) {
+      this._closeForGood(new ConnectionClosedError("Gave up reconnecting", { code: "reconnect_failed" }));
+      return;
+    }
+    this._setState(this._everConnected ? ConnectionState.RECONNECTING : ConnectionState.CONNECTING);
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      if (this._wantOpen && !this._socket) this._openSocket();
+    }, delayMs);
+  }
+
+  _reconnectNowIfWaiting() {
+    if (this._reconnectTimer && this._wantOpen) {
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._openSocket();
+    }
+  }
+
+  _nextBackoffMs() {
+    const delay = backoffDelayMs(this._attempt, {
+      initialMs: this.options.reconnectInitialDelayMs,
+      maxMs: this.options.reconnectMaxDelayMs,
+      factor: this.options.reconnectFactor,
+    });
+    this._attempt += 1;
+    return delay;
+  }
+
+  _jitter(baseMs) {
+    return Math.round(baseMs * (0.5 + Math.random()));
+  }
+
+  /** Detach from the current socket: the connection's server-side state (subscription ids) is gone with it. */
+  _dropSocket() {
+    clearInterval(this._heartbeatTimer);
+    clearTimeout(this._pongTimer);
+    this._heartbeatTimer = null;
+    this._pongTimer = null;
+    if (this._socket) {
+      this._socket.onmessage = null;
+      this._socket.onclose = null;
+      this._socket.onerror = null;
+      this._socket = null;
+    }
+    this._session = null;
+    this._subscriptionsByServerId.clear();
+    this._orphanEvents.clear();
+    for (const subscription of this._subscriptions.values()) {
+      subscription.serverId = null;
+      if (subscription.status === "active") {
+        subscription.status = "resubscribing";
+        this._emit("subscription", subscription);
+      }
+    }
+  }
+
+  _setState(state) {
+    if (state === this._state) return;
+    this._state = state;
+    this._emit("state", state);
+  }
+
+  _settleConnectWaiters(error, frame = this._session) {
+    const waiters = this._connectWaiters;
+    this._connectWaiters = [];
+    for (const waiter of waiters) {
+      if (error) waiter.reject(error);
+      else waiter.resolve(frame);
+    }
+  }
+
+  _whenConnected() {
+    if (this._state === ConnectionState.CONNECTED) return Promise.resolve(this._session);
+    return this.connect();
+  }
+
+  // ----- heartbeats and token refresh -----------------------------------------------------------------------
+
+  _startHeartbeat() {
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = setInterval(() => this._sendHeartbeat(), this.options.heartbeatIntervalMs);
+  }
+
+  _sendHeartbeat() {
+    if (this._pongTimer) return; // the previous ping is still out
+    this._pongTimer = setTimeout(() => {
+      // No pong: the TCP connection may be half-open and would never report its death; treat it as dead now.
+      this._pongTimer = null;
+      const socket = this._socket;
+      this._handleClose(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout");
+      try {
+        socket?.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout");
+      } catch {
+        /* ignore */
+      }
+    }, this.options.heartbeatTimeoutMs);
+    this._request({ type: "ping" }, { timeoutMs: this.options.heartbeatTimeoutMs + 1_000 }).catch(() => {});
+  }
+
+  _scheduleTokenRefresh(token) {
+    clearTimeout(this._tokenRefreshTimer);
+    this._tokenRefreshTimer = null;
+    const expiry = token ? readTokenExpiry(token) : null;
+    if (!expiry || !this.options.getToken || !this._wantOpen) return;
+    // Refresh in-band shortly before the token runs out, so the server need not close us with 4401.
+    const delayMs = Math.max(5_000, expiry * 1000 - Date.now() - this.options.tokenRefreshMarginMs);
+    this._tokenRefreshTimer = setTimeout(async () => {
+      try {
+        const fresh = await this._fetchToken();
+        if (fresh) await this.authenticate(fresh);
+      } catch (error) {
+        this._emit("error", error);
+      }
+    }, Math.min(delayMs, 2 ** 31 - 1));
+  }
+
+  // ----- requests -------------------------------------------------------------------------------------------
+
+  _send(frame) {
+    if (!this._socket || this._socket.readyState !== 1) throw new ConnectionLostError("Not connected");
+    this._socket.send(JSON.stringify(frame));
+  }
+
+  /** Send a frame with a fresh `id` and resolve with the frame that answers it. */
+  _request(frame, { timeoutMs = this.options.requestTimeoutMs, onTimeout = null } = {}) {
+    this._requestNumber += 1;
+    const id = `req-${this._requestNumber}`;
+    const request = { ...frame, id };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        onTimeout?.(id);
+        reject(new RequestTimeoutError(request));
+      }, timeoutMs);
+      this._pending.set(id, { frame: request, resolve, reject, timer });
+      try {
+        this._send(request);
+      } catch (error) {
+        clearTimeout(timer);
+        this._pending.delete(id);
+        reject(error);
+      }
+    });
+  }
+
+  _failPending(error) {
+    for (const [id, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      this._pending.delete(id);
+      pending.reject(error);
+    }
+  }
+
+  /** Reject subscribe()/presenceJoin() promises still waiting for a first answer; confirmed intents are kept. */
+  _failUnconfirmedIntents(error) {
+    for (const subscription of [...this._subscriptions.values()]) {
+      if (!subscription._acknowledged) continue;
+      this._forgetSubscription(subscription, error.code);
+      subscription._acknowledged.reject(error);
+      subscription._acknowledged = null;
+    }
+    for (const [key, entry] of [...this._presence]) {
+      if (entry.waiters.length === 0) continue;
+      this._presence.delete(key);
+      for (const waiter of entry.waiters) waiter.reject(error);
+      entry.waiters = [];
+    }
+  }
+
+  _resolvePending(frame) {
+    const pending = this._pending.get(frame.id);
+    if (!pending) return false;
+    clearTimeout(pending.timer);
+    this._pending.delete(frame.id);
+    if (frame.type === "error" || frame.success === false) pending.reject(errorFromFrame(frame));
+    else pending.resolve(frame);
+    return true;
+  }
+
+  // ----- subscriptions --------------------------------------------------------------------------------------
+
+  async _sendSubscribe(subscription) {
+    const frame = { type: "subscribe", channel: subscription.channel, params: subscription.params };
+    const resume = subscription.resumeRequest();
+    if (resume) frame.resume = resume;
+    const attemptedWith = this._socket;
+    let response;
+    try {
+      response = await this._request(frame, {
+        onTimeout: (id) => this._abandonedSubscribes.add(id),
+      });
+    } catch (error) {
+      this._handleSubscribeFailure(subscription, error, attemptedWith);
+      return;
+    }
+    if (subscription.status === "closed" || this._socket !== attemptedWith) {
+      // Unsubscribed (or reconnected) while the request was out: undo it on the server.
+      if (this._socket === attemptedWith && response.subscription_id) {
+        this._request({ type: "unsubscribe", subscription_id: response.subscription_id }).catch(() => {});
+      }
+      return;
+    }
+    subscription.serverId = response.subscription_id;
+    subscription.status = "active";
+    this._subscriptionsByServerId.set(subscription.serverId, subscription);
+    this._emit("subscription", subscription);
+    this._seedPositions(subscription, response);
+    for (const [stream, resumed] of Object.entries(response.resumed ?? {})) {
+      if (resumed === false) this._reportGap(subscription, stream, response);
+    }
+    subscription._acknowledged?.resolve(subscription);
+    subscription._acknowledged = null;
+    const early = this._orphanEvents.get(subscription.serverId) ?? [];
+    this._orphanEvents.delete(subscription.serverId);
+    for (const event of early) this._deliverEvent(subscription, event);
+  }
+
+  /** If the server tells us where its streams stand, remember it so a reconnect can resume even without events. */
+  _seedPositions(subscription, response) {
+    const streams = response.streams ?? response.positions;
+    if (!streams || typeof streams !== "object") return;
+    for (const [stream, position] of Object.entries(streams)) {
+      if (subscription.positions.has(stream) || !position || typeof position.seq !== "number") continue;
+      subscription.positions.set(stream, { seq: position.seq, epoch: position.epoch ?? null });
+    }
+  }
+
+  _handleSubscribeFailure(subscription, error, attemptedWith) {
+    if (subscription.status === "closed") return;
+    if (error instanceof ConnectionLostError) return; // re-sent when the connection is back
+    if (error instanceof RequestTimeoutError) {
+      if (subscription._acknowledged) {
+        this._forgetSubscription(subscription, "timeout");
+        subscription._acknowledged.reject(error);
+        subscription._acknowledged = null;
+      } else if (this._socket === attemptedWith && this._socket) {
+        // A restore that gets no answer means the connection is unhealthy: start over.
+        const socket = this._socket;
+        this._handleClose(CloseCode.HEARTBEAT_TIMEOUT, "subscribe timeout");
+        try {
+          socket.close(CloseCode.HEARTBEAT_TIMEOUT, "subscribe timeout");
+        } catch {
+          /* ignore */
+        }
+      }
+      return;
+    }
+    if (error instanceof RateLimitedError) {
+      setTimeout(() => {
+        if (subscription.status !== "closed" && this._socket === attemptedWith && !subscription.serverId) {
+          this._sendSubscribe(subscription);
+        }
+      }, error.retryAfterMs);
+      return;
+    }
+    this._forgetSubscription(subscription, error.code);
+    if (subscription._acknowledged) {
+      subscription._acknowledged.reject(error);
+      subscription._acknowledged = null;
+      return;
+    }
+    // The server refused a subscription it had accepted before (permission revoked, channel removed, ...).
+    this._revoke(subscription, { type: "subscription_revoked", channel: subscription.channel, reason: error.code, error });
+  }
+
+  _forgetSubscription(subscription, reason) {
+    subscription.status = "closed";
+    subscription.closeReason = reason;
+    this._subscriptions.delete(subscription.key);
+    if (subscription.serverId) this._subscriptionsByServerId.delete(subscription.serverId);
+    this._emit("subscription", subscription);
+  }
+
+  _revoke(subscription, frame) {
+    this._forgetSubscription(subscription, frame.reason ?? "revoked");
+    this._callSafely(subscription._onRevoked, frame, subscription);
+    this._emit("revoked", { subscription, frame });
+  }
+
+  _reportGap(subscription, stream, response) {
+    const lastPosition = subscription.positions.get(stream) ?? null;
+    // The old position is useless now; the next live event starts a new one.
+    subscription.positions.delete(stream);
+    const gap = { subscription, stream, lastPosition, response };
+    this._callSafely(subscription._onGap, gap);
+    this._emit("gap", gap);
+  }
+
+  _handleEvent(frame) {
+    const subscription = this._subscriptionsByServerId.get(frame.subscription_id);
+    if (subscription) {
+      this._deliverEvent(subscription, frame);
+      return;
+    }
+    // A replay may arrive before the response that tells us the new subscription_id; hold it for a moment.
+    const waiting = [...this._subscriptions.values()].some((s) => s.serverId === null && s.status !== "closed");
+    if (!waiting) return;
+    const buffered = this._orphanEvents.get(frame.subscription_id) ?? [];
+    if (buffered.length < this.options.maxBufferedOrphanEvents) buffered.push(frame);
+    this._orphanEvents.set(frame.subscription_id, buffered);
+  }
+
+  _deliverEvent(subscription, frame) {
+    if (frame.stream && typeof frame.seq === "number") {
+      const last = subscription.positions.get(frame.stream);
+      // A replay can overlap what we already have; each (epoch, seq) is delivered once.
+      if (last && last.epoch === frame.epoch && frame.seq <= last.seq) return;
+      subscription.positions.set(frame.stream, { seq: frame.seq, epoch: frame.epoch ?? null });
+    }
+    subscription.eventCount += 1;
+    this._callSafely(subscription._onEvent, frame, subscription);
+    this._emit("event", frame, subscription);
+  }
+
+  // ----- presence -------------------------------------------------------------------------------------------
+
+  async _sendPresenceJoin(key, entry) {
+    const attemptedWith = this._socket;
+    let response;
+    try {
+      response = await this._request({
+        type: "presence_join",
+        channel: entry.channel,
+        params: entry.params,
+        user_info: entry.userInfo,
+      });
+    } catch (error) {
+      if (error instanceof ConnectionLostError || this._presence.get(key) !== entry) return;
+      if (error instanceof RateLimitedError) {
+        setTimeout(() => {
+          if (this._presence.get(key) === entry && this._socket === attemptedWith) this._sendPresenceJoin(key, entry);
+        }, error.retryAfterMs);
+        return;
+      }
+      this._presence.delete(key);
+      for (const waiter of entry.waiters) waiter.reject(error);
+      entry.waiters = [];
+      this._emit("error", error);
+      return;
+    }
+    if (this._presence.get(key) !== entry || this._socket !== attemptedWith) return;
+    for (const waiter of entry.waiters) waiter.resolve(response);
+    entry.waiters = [];
+    try {
+      const users = await this.presenceList(entry.channel, entry.params);
+      this._emit("presence", {
+        type: "presence",
+        event: "sync",
+        channel: entry.channel,
+        params: entry.params,
+        location_id: entry.params?.location_id ?? null,
+        users,
+      });
+    } catch {
+      /* the live presence frames still arrive */
+    }
+  }
+
+  // ----- incoming frames ------------------------------------------------------------------------------------
+
+  _handleMessage(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      this._emit("error", new RealtimeError("Server sent a frame that is not JSON", { code: "bad_frame" }));
+      return;
+    }
+    this._emit("frame", frame);
+    if (frame.type === "pong") {
+      clearTimeout(this._pongTimer);
+      this._pongTimer = null;
+    }
+    switch (frame.type) {
+      case "connected":
+        this._handleConnected(frame);
+        return;
+      case "event":
+        this._handleEvent(frame);
+        return;
+      case "presence":
+        this._emit("presence", frame);
+        return;
+      case "subscription_revoked": {
+        const subscription = this._subscriptionsByServerId.get(frame.subscription_id);
+        if (subscription) this._revoke(subscription, frame);
+        return;
+      }
+      default:
+        break;
+    }
+    if (frame.id !== undefined && frame.id !== null) {
+      if (this._resolvePending(frame)) return;
+      if (this._abandonedSubscribes.delete(frame.id) && frame.subscription_id && frame.type === "response") {
+        this._request({ type: "unsubscribe", subscription_id: frame.subscription_id }).catch(() => {});
+        return;
+      }
+    }
+    if (frame.type === "error") {
+      const error = errorFromFrame(frame);
+      if (frame.code === "token_expired" && this.options.getToken) {
+        this._fetchToken()
+          .then((token) => token && this.authenticate(token))
+          .catch(() => {});
+      }
+      this._emit("error", error);
+    }
+  }
+
+  // ----- listeners ------------------------------------------------------------------------------------------
+
+  _emit(type, ...args) {
+    for (const listener of this._listeners.get(type) ?? []) this._callSafely(listener, ...args);
+  }
+
+  /** Application callbacks must not break the client: report their errors instead of letting them escape. */
+  _callSafely(callback, ...args) {
+    if (typeof callback !== "function") return;
+    try {
+      callback(...args);
+    } catch (error) {
+      if (globalThis.console) globalThis.console.error("realtime client callback failed", error);
+    }
+  }
+}
