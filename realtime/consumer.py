@@ -263,15 +263,23 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         subscription, to_join = self.state.add(request)
         subscription.pending = []  # events that arrive before the response wait behind it
         try:
+            if command.resume is not None:
+                await self._read_baselines(subscription, command.resume)
             for group in to_join:
                 await self._join_group(group)
-            resumed = await self._replay(subscription, command.resume) if command.resume else None
+            resumed = await self._replay(subscription, command.resume) if command.resume is not None else None
         except BaseException:
             _, to_leave = self.state.remove(subscription.id)
             for group in to_leave:
                 await self._leave_group_if_unused(group)
             raise
-        extra: dict[str, Any] = {} if resumed is None else {"resumed": resumed}
+        extra: dict[str, Any] = {}
+        if resumed is not None:  # the client asked to resume: tell it where each stream now stands
+            extra["resumed"] = resumed
+            extra["positions"] = {
+                stream: {"seq": seq, "epoch": epoch} if epoch else {"seq": seq}
+                for stream, (epoch, seq) in subscription.positions.items()
+            }
         reply = protocol.response(
             command.id,
             subscription_id=subscription.id,
@@ -281,6 +289,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         )
         self.push_text(protocol.encode(reply))
         self._flush_replay_and_pending(subscription)
+
+    async def _read_baselines(self, subscription: protocol.Subscription, resume: dict[str, Any]) -> None:
+        """Note where the streams not being resumed stand, before joining them, so the live feed continues from
+        there: an event published while the join is under way is then fetched as a gap, not lost."""
+        history = get_history()
+        for stream in subscription.streams:
+            if stream not in resume:
+                subscription.positions[stream] = await history.position(stream)
 
     async def _replay(self, subscription: protocol.Subscription, resume: dict[str, Any]) -> dict[str, bool]:
         """Load what the client missed on each requested stream; it is sent right after the response."""

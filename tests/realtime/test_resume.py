@@ -116,3 +116,45 @@ async def test_concurrent_publishers_never_reorder_a_stream(token_for):
         await asyncio.gather(*(publish_orders(10, start=100 * p) for p in range(5)))
         seqs = [(await client.recv())["seq"] for _ in range(50)]
         assert seqs == list(range(1, 51))
+
+
+async def test_subscribe_with_empty_resume_reports_positions_that_later_resume_from(token_for):
+    await publish_orders(2)
+    async with open_client(token_for("kim")) as client:
+        reply = await client.request({"type": "subscribe", "channel": "orders", "params": AT, "resume": {}})
+        assert reply["resumed"] == {}
+        position = reply["positions"][STREAM]
+        assert position["seq"] == 2 and position["epoch"]
+    await publish_orders(3, start=2)  # published while the client, which had received nothing, was away
+    async with open_client(token_for("kim")) as client:
+        reply = await client.request(
+            {"type": "subscribe", "channel": "orders", "params": AT, "resume": {STREAM: position}}
+        )
+        assert reply["resumed"] == {STREAM: True}
+        assert [(await client.recv())["data"]["n"] for _ in range(3)] == [2, 3, 4]
+
+
+async def test_a_later_seq_that_overtakes_an_earlier_one_is_reordered_from_history(token_for):
+    from channels.layers import get_channel_layer
+
+    from realtime.groups import group_for_stream
+    from realtime.history import get_history, record_json
+    from realtime.publishing import build_event, envelope_tail, hub_message
+    from realtime.registry import get_channel
+
+    spec = get_channel("orders")
+    assert spec is not None
+    async with open_client(token_for("kim")) as client:
+        await client.request({"type": "subscribe", "channel": "orders", "params": AT, "resume": {}})
+        messages = []
+        for n in (1, 2):  # two publishers got seq 1 and 2 ...
+            record = build_event(spec, "order.created", "loc-xyz789", {"n": n})
+            seq, epoch = await get_history().append(STREAM, record_json(record))
+            tail = envelope_tail("orders", STREAM, seq, epoch, record)
+            messages.append(hub_message(STREAM, seq, epoch, record, tail))
+        layer = get_channel_layer()
+        for message in reversed(messages):  # ... and the second one's send overtook the first one's
+            await layer.group_send(group_for_stream(STREAM), message)
+        frames = [await client.recv() for _ in range(2)]
+        assert [(f["seq"], f["data"]["n"]) for f in frames] == [(1, 1), (2, 2)]
+        assert await client.nothing()

@@ -810,8 +810,9 @@ export class RealtimeClient {
 
   async _sendSubscribe(subscription) {
     const frame = { type: "subscribe", channel: subscription.channel, params: subscription.params };
-    const resume = subscription.resumeRequest();
-    if (resume) frame.resume = resume;
+    // Always ask to resume (an empty map the first time): the response then carries each stream's position, so a
+    // subscription that has not received anything yet can still resume after a reconnect.
+    frame.resume = subscription.resumeRequest() ?? {};
     const attemptedWith = this._socket;
     let response;
     try {
