@@ -6,13 +6,10 @@ connections of a process that died stop counting within that bound. In memory wi
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
-from typing import Any, Protocol
+from typing import Protocol
 
-from django.conf import settings
-
+from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 
 
@@ -63,37 +60,22 @@ return 1
 
 
 class RedisConnections:
-    def __init__(self, url: str, prefix: str) -> None:
-        self._url = url
+    def __init__(self, prefix: str) -> None:
         self._prefix = f"{prefix}:conns:"
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _client(self) -> tuple[Any, Any]:
-        import redis.asyncio as aioredis
-
-        loop = asyncio.get_running_loop()
-        pair = self._clients.get(loop)
-        if pair is None:
-            client = aioredis.Redis.from_url(self._url, max_connections=20)
-            pair = self._clients[loop] = (client, client.register_script(_ADD))
-        return pair
 
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
-        _, add = self._client()
+        add = shared_redis.script(_ADD)
         ttl_ms = int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000)
         ok = await add(keys=[self._prefix + user_id], args=[connection_id, limit, time.time(), _expiry(), ttl_ms])
         return bool(ok)
 
     async def remove(self, user_id: str, connection_id: str) -> None:
-        client, _ = self._client()
-        await client.zrem(self._prefix + user_id, connection_id)
+        await shared_redis.client().zrem(self._prefix + user_id, connection_id)
 
     async def renew(self, connections: dict[str, list[str]]) -> None:
         if not connections:
             return
-        client, _ = self._client()
+        client = shared_redis.client()
         expiry = _expiry()
         ttl_ms = int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000)
         async with client.pipeline(transaction=False) as pipe:
@@ -109,8 +91,9 @@ _registry: ConnectionRegistry | None = None
 def get_connection_registry() -> ConnectionRegistry:
     global _registry
     if _registry is None:
-        url = getattr(settings, "REDIS_URL", "")
-        _registry = RedisConnections(url, settings.REDIS_PREFIX) if url else MemoryConnections()
+        _registry = (
+            RedisConnections(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryConnections()
+        )
     return _registry
 
 

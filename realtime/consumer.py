@@ -263,19 +263,20 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         subscription, to_join = self.state.add(request)
         subscription.pending = []  # events that arrive before the response wait behind it
         try:
-            if command.resume is not None:
-                await self._read_baselines(subscription, command.resume)
+            starts = await self._starting_points(subscription, command.resume or {})
             for group in to_join:
                 await self._join_group(group)
-            resumed = await self._replay(subscription, command.resume) if command.resume is not None else None
+            covered = await self._replay(subscription, starts)
+
         except BaseException:
             _, to_leave = self.state.remove(subscription.id)
             for group in to_leave:
                 await self._leave_group_if_unused(group)
             raise
         extra: dict[str, Any] = {}
-        if resumed is not None:  # the client asked to resume: tell it where each stream now stands
-            extra["resumed"] = resumed
+        if command.resume is not None:  # the client asked to resume: say what was covered and where streams stand
+            # A stream outside this subscription is answered false: nothing replayed, nothing leaked.
+            extra["resumed"] = {stream: covered.get(stream, False) for stream in command.resume}
             extra["positions"] = {
                 stream: {"seq": seq, "epoch": epoch} if epoch else {"seq": seq}
                 for stream, (epoch, seq) in subscription.positions.items()
@@ -290,26 +291,34 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.push_text(protocol.encode(reply))
         self._flush_replay_and_pending(subscription)
 
-    async def _read_baselines(self, subscription: protocol.Subscription, resume: dict[str, Any]) -> None:
-        """Note where the streams not being resumed stand, before joining them, so the live feed continues from
-        there: an event published while the join is under way is then fetched as a gap, not lost."""
-        history = get_history()
-        for stream in subscription.streams:
-            if stream not in resume:
-                subscription.positions[stream] = await history.position(stream)
+    async def _starting_points(
+        self, subscription: protocol.Subscription, resume: dict[str, Any]
+    ) -> dict[str, tuple[int, str | None]]:
+        """Where each stream's feed starts: the client's resume position, or where the stream stands now.
 
-    async def _replay(self, subscription: protocol.Subscription, resume: dict[str, Any]) -> dict[str, bool]:
-        """Load what the client missed on each requested stream; it is sent right after the response."""
-        resumed: dict[str, bool] = {}
+        Read before the groups are joined, then replayed after: an event published while the join is under way
+        (a Redis SUBSCRIBE is not confirmed before it returns) is then sent from history, not lost.
+        """
+        history = get_history()
+        starts: dict[str, tuple[int, str | None]] = {}
+        for stream in subscription.streams:
+            if stream in resume:
+                starts[stream] = (resume[stream].seq, resume[stream].epoch)
+            else:
+                epoch, seq = await history.position(stream)
+                starts[stream] = (seq, epoch or None)
+        return starts
+
+    async def _replay(
+        self, subscription: protocol.Subscription, starts: dict[str, tuple[int, str | None]]
+    ) -> dict[str, bool]:
+        """Load each stream's events after its starting point (sent right after the response); report coverage."""
+        covered: dict[str, bool] = {}
         history = get_history()
         backlog: list[str] = []
-        for stream in subscription.streams:
-            if stream not in resume:
-                continue
-            position = resume[stream]
-            after = position.seq
-            replay = await history.replay(stream, after, position.epoch)
-            resumed[stream] = replay.covered
+        for stream, (after, epoch) in starts.items():
+            replay = await history.replay(stream, after, epoch)
+            covered[stream] = replay.covered
             subscription.positions[stream] = (replay.epoch, after if replay.covered else replay.last_seq)
             for seq, raw in replay.events:
                 record = json.loads(raw)
@@ -317,11 +326,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                     tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
                     backlog.append(subscription.frame_prefix + tail)
                 subscription.positions[stream] = (replay.epoch, seq)
-        unknown = [s for s in resume if s not in subscription.streams]
-        for stream in unknown:
-            resumed[stream] = False  # not a stream of this subscription: nothing replayed, nothing leaked
         subscription.backlog = backlog
-        return resumed
+        return covered
 
     def _flush_replay_and_pending(self, subscription: protocol.Subscription) -> None:
         for frame in subscription.backlog:
@@ -431,7 +437,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         stream = message["stream"]
         position = subscription.positions.get(stream)
         seq = message["seq"]
-        if position is not None and position[0] == message["epoch"]:
+        # An empty epoch is a stream that had no history yet when the subscription started: any epoch continues it.
+        if position is not None and position[0] in (message["epoch"], ""):
             if seq <= position[1]:
                 return  # already sent (replay and live feed overlap at the seam)
             if seq > position[1] + 1:
@@ -449,7 +456,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: tuple[str, int]) -> None:
         try:
-            replay = await get_history().replay(stream, position[1], position[0])
+            replay = await get_history().replay(stream, position[1], position[0] or None)
         except Exception:
             logger.warning("gap fill failed for %s; delivering what arrived", stream, exc_info=True)
             replay = None

@@ -11,18 +11,15 @@ process's memory behind the same interface.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import threading
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.conf import settings
-
+from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 
 
@@ -114,31 +111,17 @@ return {seq, epoch}
 
 
 class RedisHistory:
-    """History in Redis Streams, shared by every gateway process; one client per event loop."""
+    """History in Redis Streams, shared by every gateway process."""
 
-    def __init__(self, url: str, prefix: str = "rtgw") -> None:
-        self._url = url
+    def __init__(self, prefix: str = "rtgw") -> None:
         self.key_prefix = f"{prefix}:hist:"
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._append_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-    def _client(self) -> Any:
-        import redis.asyncio as aioredis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = aioredis.Redis.from_url(self._url, max_connections=50)
-            self._append_scripts[loop] = client.register_script(_APPEND_SCRIPT)
-        return client
 
     def _keys(self, stream: str) -> tuple[str, str, str]:
         base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
     async def append(self, stream: str, record: str) -> tuple[int, str]:
-        self._client()
-        seq, epoch = await self._append_scripts[asyncio.get_running_loop()](
+        seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
                 int(realtime_settings.HISTORY_MAX_EVENTS),
@@ -152,7 +135,7 @@ class RedisHistory:
 
     async def position(self, stream: str) -> tuple[str, int]:
         seq_key, _, epoch_key = self._keys(stream)
-        epoch, seq = await self._client().mget(epoch_key, seq_key)
+        epoch, seq = await shared_redis.client().mget(epoch_key, seq_key)
         if epoch is None:
             return "", 0
         return epoch.decode(), int(seq or 0)
@@ -160,7 +143,7 @@ class RedisHistory:
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)
         limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
-        async with self._client().pipeline(transaction=True) as pipe:
+        async with shared_redis.client().pipeline(transaction=True) as pipe:
             pipe.mget(epoch_key, seq_key)
             pipe.xrange(events_key, min=f"{after + 1}-0", max="+", count=limit + 1)
             (epoch_raw, seq_raw), entries = await pipe.execute()
@@ -188,8 +171,7 @@ def get_history() -> HistoryStore:
     """The process's history store, chosen by ``REDIS_URL``."""
     global _store
     if _store is None:
-        url = getattr(settings, "REDIS_URL", "")
-        _store = RedisHistory(url, settings.REDIS_PREFIX) if url else MemoryHistory()
+        _store = RedisHistory(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryHistory()
     return _store
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
-from django.conf import settings
 
+from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 from realtime.groups import group_for_stream
 from realtime.protocol import encode
@@ -162,51 +162,28 @@ _SWEEP = _leave_script("redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV
 class RedisPresence:
     """Presence in Redis, shared by every gateway process."""
 
-    def __init__(self, url: str, prefix: str = "rtgw") -> None:
-        self._url = url
+    def __init__(self, prefix: str = "rtgw") -> None:
         self.key_prefix = f"{prefix}:pres:"
         self.registry = f"{prefix}:pres:keys"
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _client(self) -> Any:
-        import redis.asyncio as aioredis
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = aioredis.Redis.from_url(self._url, max_connections=50)
-            self._scripts[loop] = {
-                "join": client.register_script(_JOIN),
-                "leave": client.register_script(_LEAVE),
-                "sweep": client.register_script(_SWEEP),
-            }
-        return client
-
-    def _script(self, name: str) -> Any:
-        self._client()
-        return self._scripts[asyncio.get_running_loop()][name]
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.key_prefix}{{{key}}}"
         return [f"{base}:conns", f"{base}:exp", f"{base}:users"]
 
     async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool:
-        first = await self._script("join")(
+        first = await shared_redis.script(_JOIN)(
             keys=[*self._keys(key), self.registry],
             args=[connection_id, member.to_json(), member.user_id, expires_at, key],
         )
         return bool(first)
 
     async def leave(self, key: str, connection_id: str) -> Member | None:
-        left = await self._script("leave")(keys=self._keys(key), args=[connection_id])
+        left = await shared_redis.script(_LEAVE)(keys=self._keys(key), args=[connection_id])
         return Member.from_json(left[0]) if left else None
 
     async def members(self, key: str) -> list[Member]:
         conns, exp, _ = self._keys(key)
-        client = self._client()
+        client = shared_redis.client()
         async with client.pipeline(transaction=True) as pipe:
             pipe.hgetall(conns)
             pipe.zrangebyscore(exp, time.time(), "+inf")
@@ -217,18 +194,18 @@ class RedisPresence:
     async def renew(self, keys_by_connection: dict[str, list[str]], expires_at: float) -> None:
         if not keys_by_connection:
             return
-        async with self._client().pipeline(transaction=False) as pipe:
+        async with shared_redis.client().pipeline(transaction=False) as pipe:
             for connection_id, keys in keys_by_connection.items():
                 for key in keys:
                     pipe.zadd(self._keys(key)[1], {connection_id: expires_at}, xx=True)
             await pipe.execute()
 
     async def sweep(self, now: float) -> list[tuple[str, Member]]:
-        client = self._client()
+        client = shared_redis.client()
         left: list[tuple[str, Member]] = []
         for raw_key in await client.smembers(self.registry):
             key = raw_key.decode()
-            for payload in await self._script("sweep")(keys=self._keys(key), args=[now]):
+            for payload in await shared_redis.script(_SWEEP)(keys=self._keys(key), args=[now]):
                 left.append((key, Member.from_json(payload)))
             if not await client.exists(self._keys(key)[0]):
                 await client.srem(self.registry, key)
@@ -241,8 +218,7 @@ _store: PresenceStore | None = None
 def get_presence_store() -> PresenceStore:
     global _store
     if _store is None:
-        url = getattr(settings, "REDIS_URL", "")
-        _store = RedisPresence(url, settings.REDIS_PREFIX) if url else MemoryPresence()
+        _store = RedisPresence(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryPresence()
     return _store
 
 

@@ -1,0 +1,59 @@
+"""Redis clients for the gateway's shared state (history, presence, connection counts), one per event loop.
+
+Configured by the same settings as the channel layer: ``REDIS_URL``, or ``REDIS_SENTINELS`` with
+``REDIS_SENTINEL_MASTER`` for a Sentinel-managed primary. Key names carry ``REDIS_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from django.conf import settings
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def redis_configured() -> bool:
+    return bool(getattr(settings, "REDIS_URL", "") or getattr(settings, "REDIS_SENTINELS", []))
+
+
+def key_prefix() -> str:
+    return str(getattr(settings, "REDIS_PREFIX", "rtgw"))
+
+
+def _connect() -> Any:
+    import redis.asyncio as aioredis
+    from redis.asyncio.sentinel import Sentinel
+
+    if settings.REDIS_SENTINELS:
+        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in settings.REDIS_SENTINELS]
+        return Sentinel(hosts, socket_timeout=5).master_for(settings.REDIS_SENTINEL_MASTER, max_connections=100)
+    return aioredis.Redis.from_url(settings.REDIS_URL, max_connections=100)
+
+
+def client() -> Any:
+    """This event loop's client (redis-py clients are bound to the loop that created them)."""
+    loop = asyncio.get_running_loop()
+    found = _clients.get(loop)
+    if found is None:
+        found = _clients[loop] = _connect()
+        _scripts[loop] = {}
+    return found
+
+
+def script(source: str) -> Any:
+    """A registered Lua script on this loop's client (EVALSHA, loaded on first use)."""
+    registered = _scripts.setdefault(asyncio.get_running_loop(), {})
+    found = registered.get(source)
+    if found is None:
+        found = registered[source] = client().register_script(source)
+    return found
+
+
+def forget_clients() -> None:
+    """Drop the cached clients (tests switch servers between cases)."""
+    _clients.clear()
+    _scripts.clear()
