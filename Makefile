@@ -23,9 +23,9 @@ run: $(STAMP)
 	@echo "Gateway:   ws://$(HOST):$(PORT)/v1/ws   (token: POST http://$(HOST):$(PORT)/v1/auth/token)"
 	@echo "Console:   http://$(HOST):$(PORT)/console/"
 	@echo "Admin:     http://$(HOST):$(PORT)/admin/   (admin / demo-pass-123)"
-	@echo "Layer:     $${REDIS_URL:-in-memory (one process)}   Database: $${DATABASE_URL:-SQLite db.sqlite3}"
+	@echo "Layer:     $${REDIS_URL:-in-memory (one process)}   Database: $${DATABASE_URL:-SQLite db.sqlite3}   Server: $${GATEWAY_SERVER:-uvicorn}"
 	@echo ""
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) --websocket_timeout 86400 --ping-interval 20 --ping-timeout 30 config.asgi:application
+	$(PY) -m realtime.serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) lint typecheck pytest
 

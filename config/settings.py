@@ -8,6 +8,7 @@ history to Redis so that many processes can serve one deployment.
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -89,7 +90,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),  # Django advises 0 under ASGI
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -114,6 +115,7 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # The console's assets are served by the app itself (WhiteNoise), from the app folders when nothing was collected;
 # behind nginx, `collectstatic` and an nginx `location /static/` take the load off the gateway (docs/deploy.md).
 WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")  # fine before collectstatic
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Channels: in-memory layer for one process, Redis when REDIS_URL is set (see realtime/layers.py).
@@ -181,10 +183,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_tokens": {"()": "realtime.logs.RedactTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
-        "django.channels.server": {"level": os.environ.get("ACCESS_LOG_LEVEL", "WARNING")},
+        # Servers' own loggers keep their handlers; the filter still keeps tokens out of what they print.
+        "uvicorn.error": {"filters": ["redact_tokens"]},
+        "uvicorn.access": {"filters": ["redact_tokens"]},
+        "django.channels.server": {
+            "level": os.environ.get("ACCESS_LOG_LEVEL", "WARNING"),
+            "filters": ["redact_tokens"],
+        },
         "daphne": {"level": "WARNING"},
     },
 }

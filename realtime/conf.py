@@ -18,16 +18,13 @@ from django.core.signals import setting_changed
 DEFAULTS: dict[str, Any] = {
     # Subscriptions
     "MAX_SUBSCRIPTIONS": 50,
-    "MAX_LOCATIONS_PER_SUBSCRIPTION": 50,
     # Connections
     "MAX_CONNECTIONS_PER_USER": 20,
     "MAX_MESSAGE_BYTES": 64 * 1024,
     "ALLOWED_ORIGINS": [],  # empty: no Origin check (header-less server clients rely on the token alone)
     "OUTBOUND_QUEUE_MAX_MESSAGES": 2000,
-    "MAX_SEND_BUFFER_BYTES": 4 * 1024 * 1024,
+    "MAX_SEND_BUFFER_BYTES": 4 * 1024 * 1024,  # per connection, waiting in the gateway (or in daphne's buffer)
     "SLOW_CONSUMER_ABORT_SECONDS": 5.0,  # after the 4408 close frame, drop a peer that still does not read
-    "HEARTBEAT_INTERVAL_SECONDS": 25.0,
-    "IDLE_TIMEOUT_SECONDS": 75.0,
     "TOKEN_EXPIRY_GRACE_SECONDS": 10.0,
     "SHUTDOWN_CLOSE_CODE": 1012,
     # Inbound rate limit: a token bucket per connection
@@ -43,8 +40,6 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_MAX_EVENTS": 1000,
     "HISTORY_TTL_SECONDS": 600.0,
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
-    # Revocation
-    "REVOCATION_CHECK_SECONDS": 2.0,
 }
 
 

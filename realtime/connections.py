@@ -80,7 +80,8 @@ class RedisConnections:
         ttl_ms = int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000)
         async with client.pipeline(transaction=False) as pipe:
             for user_id, connection_ids in connections.items():
-                pipe.zadd(self._prefix + user_id, dict.fromkeys(connection_ids, expiry), xx=True)
+                # Not XX: re-adding restores the counts after Redis lost them (a restart).
+                pipe.zadd(self._prefix + user_id, dict.fromkeys(connection_ids, expiry))
                 pipe.pexpire(self._prefix + user_id, ttl_ms)
             await pipe.execute()
 

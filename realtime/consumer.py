@@ -4,8 +4,8 @@ It authenticates the handshake, turns each client frame into a command (``protoc
 database what it must (authorization, at subscribe time only), applies the decision to the connection's state and
 queues the replies. Events arrive from the process hub (``realtime.hub``) as plain method calls and are filtered and
 framed here without touching the database. Every outbound frame, replies and events alike, leaves through one
-bounded queue and one writer task, so frames keep their order and a client that stops reading is closed (4408)
-instead of growing the server's memory.
+``Outbox``, so frames keep their order and a client that stops reading is closed (4408) instead of growing the
+server's memory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import presence, protocol
+from realtime import redis as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
@@ -35,26 +36,19 @@ from realtime.errors import (
     RateLimited,
     TokenExpired,
     Unauthenticated,
+    Unavailable,
 )
 from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
 from realtime.limits import TokenBucket
+from realtime.outbox import Outbox
 from realtime.publishing import envelope_tail
 
 logger = logging.getLogger(__name__)
 
 # No per-connection channel-layer channel: the process hub holds the layer groups (see realtime.hub).
 NO_PER_CONNECTION_LAYER = "__realtime_hub_only__"
-
-
-class _Close:
-    """Outbox item that closes the socket after everything queued before it was sent."""
-
-    __slots__ = ("code",)
-
-    def __init__(self, code: int) -> None:
-        self.code = code
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
@@ -75,14 +69,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             float(realtime_settings.RATE_LIMIT_PER_SECOND), int(realtime_settings.RATE_LIMIT_BURST)
         )
         self.violations = 0
-        self.outbox: asyncio.Queue[str | _Close] = asyncio.Queue()
-        self.outbox_limit = int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.access_check: asyncio.Task[None] | None = None
         credentials = extract_credentials(self.scope)
         # Accept before any refusal: a close before accept reaches browsers as 1006 with no reason.
         await self.accept(credentials.subprotocol)
-        self.writer = asyncio.create_task(self._write_forever(), name=f"writer-{self.connection_id}")
+        self.outbox = Outbox(
+            self.base_send,
+            max_frames=int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES),
+            max_bytes=int(realtime_settings.MAX_SEND_BUFFER_BYTES),
+            on_overflow=self._close_slow_consumer,
+        )
         if not self._origin_allowed():
             self._fail(Forbidden("Origin not allowed"), CloseCode.FORBIDDEN)
             return
@@ -94,7 +91,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         user = self.identity.user
         self.user_id = user.public_id
         limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
-        if not await get_connection_registry().add(self.user_id, self.connection_id, limit):
+        try:
+            admitted = await get_connection_registry().add(self.user_id, self.connection_id, limit)
+        except Exception as exc:
+            if not shared_redis.is_outage(exc):
+                raise
+            self._fail(Unavailable(), CloseCode.TRY_AGAIN_LATER)
+            return
+        if not admitted:
             self._fail(ConnectionLimit(limit))
             return
         self.hub = await aget_hub()
@@ -120,8 +124,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.closing = True
         for task in list(self.tasks):
             task.cancel()
-        if getattr(self, "writer", None) is not None:
-            self.writer.cancel()
+        if getattr(self, "outbox", None) is not None:
+            self.outbox.cancel()
         if self.hub is None:
             return
         hub, self.hub = self.hub, None
@@ -150,7 +154,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await presence.aleave(key, self.connection_id)
         self.presence_keys.clear()
-        self.outbox.put_nowait(_Close(code))
+        self.outbox.put_close(code)
 
     def _origin_allowed(self) -> bool:
         allowed = realtime_settings.ALLOWED_ORIGINS
@@ -172,35 +176,19 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.push_text(protocol.encode(frame))
 
     def push_text(self, text: str) -> None:
-        if self.outbox.qsize() >= self.outbox_limit:
-            self._close_slow_consumer()
-            return
-        self.outbox.put_nowait(text)
+        self.outbox.put_text(text)
 
     def close_after_flush(self, code: int) -> None:
         self.closing = True
-        self.outbox.put_nowait(_Close(code))
+        self.outbox.put_close(code)
 
     def _close_slow_consumer(self) -> None:
         if self.closing:
             return
-        logger.info("closing slow consumer %s (%s queued)", self.connection_id, self.outbox.qsize())
+        logger.info("closing slow consumer %s (%d frames waiting)", self.connection_id, len(self.outbox))
         self.closing = True
-        while not self.outbox.empty():  # what it could not read is dropped; it resumes from its last seq
-            self.outbox.get_nowait()
-        self.outbox.put_nowait(_Close(CloseCode.SLOW_CONSUMER))
-
-    async def _write_forever(self) -> None:
-        send = self.base_send
-        outbox = self.outbox
-        while True:
-            item = await outbox.get()
-            if type(item) is str:
-                await send({"type": "websocket.send", "text": item})
-            else:
-                assert isinstance(item, _Close)
-                await send({"type": "websocket.close", "code": int(item.code)})
-                return
+        self.outbox.drop_pending()  # what it could not read is dropped; it resumes from its last seq
+        self.outbox.put_close(CloseCode.SLOW_CONSUMER)
 
     # Inbound ------------------------------------------------------------------------------------------------------
 
@@ -236,7 +224,11 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.push(exc.as_frame(request_id))
             if exc.close_code is not None:
                 self.close_after_flush(exc.close_code)
-        except Exception:
+        except Exception as exc:
+            if shared_redis.is_outage(exc):
+                logger.warning("backend unavailable for connection %s: %s", self.connection_id, exc)
+                self.push(Unavailable().as_frame(request_id))
+                return
             logger.exception("unhandled error for connection %s (user %s)", self.connection_id, self.user_id)
             self.push(InternalError().as_frame(request_id))
 
@@ -372,8 +364,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         )
         await self._join_group(group_for_stream(key))
         self.presence_keys.add(key)
-        presence.get_keeper().track(self.connection_id, key)
         member = presence.Member(self.user_id, user_info, protocol.now_iso())
+        presence.get_keeper().track(self.connection_id, key, member)
         await presence.ajoin(key, self.connection_id, member)
         self.push(protocol.response(command.id, channel=command.channel, params=command.params))
 

@@ -66,8 +66,6 @@ class PresenceStore(Protocol):
 
     async def members(self, key: str) -> list[Member]: ...
 
-    async def renew(self, keys_by_connection: dict[str, list[str]], expires_at: float) -> None: ...
-
     async def sweep(self, now: float) -> list[tuple[str, Member]]: ...
 
 
@@ -101,13 +99,6 @@ class MemoryPresence:
     async def members(self, key: str) -> list[Member]:
         now = time.time()
         return [m for m, exp in self.conns.get(key, {}).values() if exp >= now]
-
-    async def renew(self, keys_by_connection: dict[str, list[str]], expires_at: float) -> None:
-        for connection_id, keys in keys_by_connection.items():
-            for key in keys:
-                entry = self.conns.get(key, {}).get(connection_id)
-                if entry is not None:
-                    self.conns[key][connection_id] = (entry[0], expires_at)
 
     async def sweep(self, now: float) -> list[tuple[str, Member]]:
         left = []
@@ -191,15 +182,6 @@ class RedisPresence:
         live = set(alive)
         return [Member.from_json(raw) for conn_id, raw in entries.items() if conn_id in live]
 
-    async def renew(self, keys_by_connection: dict[str, list[str]], expires_at: float) -> None:
-        if not keys_by_connection:
-            return
-        async with shared_redis.client().pipeline(transaction=False) as pipe:
-            for connection_id, keys in keys_by_connection.items():
-                for key in keys:
-                    pipe.zadd(self._keys(key)[1], {connection_id: expires_at}, xx=True)
-            await pipe.execute()
-
     async def sweep(self, now: float) -> list[tuple[str, Member]]:
         client = shared_redis.client()
         left: list[tuple[str, Member]] = []
@@ -262,28 +244,30 @@ async def alist(key: str) -> list[dict[str, Any]]:
 
 
 class PresenceKeeper:
-    """This process's share of presence upkeep: renew its members' expiry, sweep anybody's expired members.
+    """This process's share of presence upkeep: keep its members alive, sweep anybody's expired members.
 
-    ``beat`` runs on the process heartbeat (``realtime.hub``).
+    ``beat`` runs on the process heartbeat (``realtime.hub``). It re-joins rather than merely renews, so members
+    come back on their own after the Redis state was lost (a restart), announced with ``user_joined`` again.
     """
 
     def __init__(self) -> None:
-        self.local: dict[str, set[str]] = {}  # connection id -> presence keys
+        self.local: dict[str, dict[str, Member]] = {}  # connection id -> presence key -> member
 
-    def track(self, connection_id: str, key: str) -> None:
-        self.local.setdefault(connection_id, set()).add(key)
+    def track(self, connection_id: str, key: str, member: Member) -> None:
+        self.local.setdefault(connection_id, {})[key] = member
 
     def untrack(self, connection_id: str, key: str) -> None:
         keys = self.local.get(connection_id)
         if keys is not None:
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del self.local[connection_id]
 
     async def beat(self) -> None:
-        store = get_presence_store()
-        await store.renew({c: sorted(k) for c, k in self.local.items()}, expiry_from_now())
-        for key, member in await store.sweep(time.time()):
+        for connection_id, members in list(self.local.items()):
+            for key, member in list(members.items()):
+                await ajoin(key, connection_id, member)
+        for key, member in await get_presence_store().sweep(time.time()):
             await announce("user_left", key, member)
 
 

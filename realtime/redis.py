@@ -16,6 +16,14 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.We
 _scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
+def is_outage(exc: BaseException) -> bool:
+    """True for the errors of an unreachable Redis (or socket), which clients should hear as ``unavailable``."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError)
+
+
 def redis_configured() -> bool:
     return bool(getattr(settings, "REDIS_URL", "") or getattr(settings, "REDIS_SENTINELS", []))
 

@@ -44,6 +44,7 @@ def require_service(url: str, default_port: int, what: str) -> None:
 @pytest.fixture(autouse=True)
 def fresh_realtime_state() -> Iterator[None]:
     """Each test gets a new channel layer, history and presence store (the layer's queues belong to one loop)."""
+
     def reset() -> None:
         channel_layers.backends.clear()
         history.reset_history()

@@ -78,8 +78,10 @@ def test_role_permission_choices_are_the_catalog_only(admin_client_for_world: Cl
     assert choices == set(CATALOG)
 
 
-@pytest.mark.parametrize(("model", "field"), [("membership", "role"), ("membership", "location"),
-                                              ("membership", "organization"), ("membership", "user")])
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [("membership", "role"), ("membership", "location"), ("membership", "organization"), ("membership", "user")],
+)
 def test_membership_autocomplete_works(admin_client_for_world: Client, model: str, field: str) -> None:
     response = admin_client_for_world.get(
         "/admin/autocomplete/", {"app_label": "accounts", "model_name": model, "field_name": field, "term": ""}
@@ -91,8 +93,12 @@ def test_membership_autocomplete_works(admin_client_for_world: Client, model: st
 def test_add_membership_through_the_admin(admin_client_for_world: Client, world: Any) -> None:
     response = admin_client_for_world.post(
         url(Membership, "add"),
-        {"user": world["olga"].pk, "role": Role.objects.get(name="server").pk,
-         "location": Location.objects.get(public_id="loc-abc456").pk, "organization": ""},
+        {
+            "user": world["olga"].pk,
+            "role": Role.objects.get(name="server").pk,
+            "location": Location.objects.get(public_id="loc-abc456").pk,
+            "organization": "",
+        },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Membership.objects.filter(user=world["olga"], location__public_id="loc-abc456").exists()
@@ -101,9 +107,16 @@ def test_add_membership_through_the_admin(admin_client_for_world: Client, world:
 def test_add_user_through_the_admin_generates_its_public_id(admin_client_for_world: Client) -> None:
     response = admin_client_for_world.post(
         url(User, "add"),
-        {"username": "newbie", "password1": "a-long-password-123", "password2": "a-long-password-123",
-         "usable_password": "true", "public_id": "", "display_name": "New Bie",
-         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+        {
+            "username": "newbie",
+            "password1": "a-long-password-123",
+            "password2": "a-long-password-123",
+            "usable_password": "true",
+            "public_id": "",
+            "display_name": "New Bie",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert User.objects.get(username="newbie").public_id == "user-newbie"

@@ -54,7 +54,8 @@ def test_token_obtain_refused(world: Any, credentials: dict[str, str]) -> None:
     response = APIClient().post("/v1/auth/token", credentials, format="json")
     assert response.status_code == 401
     assert response.json() == {
-        "code": "unauthenticated", "message": "No active account found with the given credentials",
+        "code": "unauthenticated",
+        "message": "No active account found with the given credentials",
     }
 
 
@@ -113,8 +114,11 @@ async def test_connected_message_shape(token_for: Any) -> None:
     assert connected["connection_id"].startswith("conn-")
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", connected["server_time"])
     assert connected["limits"] == {
-        "max_subscriptions": 50, "max_message_bytes": 65536, "rate_limit_per_second": 20.0,
-        "rate_limit_burst": 50, "max_connections_per_user": 20,
+        "max_subscriptions": 50,
+        "max_message_bytes": 65536,
+        "rate_limit_per_second": 20.0,
+        "rate_limit_burst": 50,
+        "max_connections_per_user": 20,
     }
 
 
@@ -134,7 +138,8 @@ async def test_authorization_header_wins_over_the_query(token_for: Any) -> None:
     from config.asgi import application
 
     communicator = WebsocketCommunicator(
-        application, f"/v1/ws?access_token={token_for('john')}",
+        application,
+        f"/v1/ws?access_token={token_for('john')}",
         headers=[(b"authorization", f"Bearer {token_for('sarah')}".encode())],
     )
     connected, _ = await communicator.connect()

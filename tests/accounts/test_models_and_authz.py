@@ -118,8 +118,7 @@ def test_seed_is_idempotent(world: Any) -> None:
 
     counts = (User.objects.count(), Membership.objects.count(), Location.objects.count(), Role.objects.count())
     call_command("seed_demo", stdout=io.StringIO())
-    assert counts == (User.objects.count(), Membership.objects.count(), Location.objects.count(),
-                      Role.objects.count())
+    assert counts == (User.objects.count(), Membership.objects.count(), Location.objects.count(), Role.objects.count())
     assert counts == (5, 4, 3, 3)
 
 

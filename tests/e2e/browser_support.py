@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,9 +25,10 @@ from typing import Any
 
 import pytest
 
+from realtime.serve import server_command
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
-DAPHNE = str(BIN_DIR / "daphne") if (BIN_DIR / "daphne").exists() else (shutil.which("daphne") or "daphne")
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -175,13 +175,17 @@ def start_gateway(
     timeout_seconds: float = HEALTH_TIMEOUT_SECONDS,
     application: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start daphne serving config.asgi on 127.0.0.1:port and return once /healthz answers 200.
+    """Start the gateway (realtime.serve) on 127.0.0.1:port and return once /healthz answers 200.
 
     Output goes to log_path (appended, so a restarted gateway's log follows the first one's) or is discarded.
     """
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- lives with the process
+    server = env.get("GATEWAY_SERVER", os.environ.get("GATEWAY_SERVER", "uvicorn"))
+    command = server_command(server, "127.0.0.1", port, [], env)
+    if application:
+        command[-1] = application
     proc = subprocess.Popen(
-        [DAPHNE, "-b", "127.0.0.1", "-p", str(port), application or DEFAULT_APPLICATION],
+        command,
         cwd=PROJECT_ROOT,
         env=dict(env),
         stdout=log_file,

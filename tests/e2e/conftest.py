@@ -41,11 +41,15 @@ def gateways(e2e_database: Database, tmp_path: Path) -> Iterator[Callable[..., G
     started: list[Gateway] = []
     prefix = f"rtgw-test-{secrets.token_hex(3)}"
 
-    def start(redis_url: str | None = None, server_args: tuple[str, ...] = (), **extra: str) -> Gateway:
+    def start(
+        redis_url: str | None = None, server_args: tuple[str, ...] = (), server: str | None = None, **extra: str
+    ) -> Gateway:
         env = base_env(e2e_database.url, REDIS_PREFIX=prefix, **extra)
         if redis_url:
             env["REDIS_URL"] = redis_url
-        gateway = Gateway(free_port(), env, tmp_path / f"daphne-{len(started)}.log", server_args)
+        gateway = Gateway(free_port(), env, tmp_path / f"gateway-{len(started)}.log", server_args)
+        if server is not None:
+            gateway.server = server
         started.append(gateway)
         return gateway.start()
 

@@ -1,4 +1,4 @@
-"""Real gateway processes for end-to-end tests: daphne on loopback ports, a real database, a real Redis.
+"""Real gateway processes for end-to-end tests: uvicorn or daphne on loopback ports, a real database, a real Redis.
 
 Every process started here is stopped by the fixture that started it, also when the test fails.
 """
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from realtime.serve import server_command
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -59,12 +61,13 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 
 @dataclass
 class Gateway:
-    """One daphne process serving config.asgi:application."""
+    """One gateway process, started the way production starts it (``realtime.serve``)."""
 
     port: int
     env: dict[str, str]
     log_path: Path
     server_args: tuple[str, ...] = ()
+    server: str = field(default_factory=lambda: os.environ.get("GATEWAY_SERVER", "uvicorn"))
     process: subprocess.Popen[bytes] | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -79,8 +82,7 @@ class Gateway:
     def start(self) -> Gateway:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.server_args,
-             "config.asgi:application"],
+            server_command(self.server, "127.0.0.1", self.port, list(self.server_args), self.env),
             cwd=ROOT,
             env=self.env,
             stdout=self.log_file,
@@ -90,7 +92,7 @@ class Gateway:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.server} exited with {self.process.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.http}/healthz", timeout=2) as response:
                     if response.status == 200:
@@ -99,7 +101,7 @@ class Gateway:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"daphne on port {self.port} did not become healthy:\n{self.log()}")
+        raise RuntimeError(f"{self.server} on port {self.port} did not become healthy:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
         code = None

@@ -42,11 +42,14 @@ async def test_publish_on_one_process_reaches_subscribers_on_another(gateways, s
     await kim.close()
 
 
-async def test_delivery_resumes_after_redis_restarts(gateways, private_redis):
-    a = gateways(private_redis.url)
-    b = gateways(private_redis.url)
+async def test_delivery_and_presence_recover_after_redis_restarts(gateways, private_redis):
+    beat = {"REALTIME_PRESENCE_HEARTBEAT_SECONDS": "1"}
+    a = gateways(private_redis.url, **beat)
+    b = gateways(private_redis.url, **beat)
     kim = await WsClient.open(a.ws, login(a, "kim"))
     await kim.subscribe("orders", {"location_id": "loc-xyz789"})
+    at = {"channel": "orders", "params": {"location_id": "loc-xyz789"}}
+    await kim.request({"type": "presence_join", **at, "user_info": {"name": "Kim"}})
     john = login(b, "john")
     body = {"channel": "orders", "event": "order.created", "location_id": "loc-xyz789", "data": {"n": 1}}
     assert http_json("POST", f"{b.http}/v1/events", body, token=john)[0] == 202
@@ -72,4 +75,12 @@ async def test_delivery_resumes_after_redis_restarts(gateways, private_redis):
         await asyncio.sleep(0.2)
     else:
         pytest.fail(f"delivery did not resume after Redis restarted:\n{a.log()}")
+    # Presence lived in the lost Redis; the heartbeat re-joins live members, so kim is listed again.
+    for _ in range(50):
+        listing = await kim.request({"type": "presence_list", **at})
+        if [u["user_id"] for u in listing.get("users", [])] == ["user-kim"]:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail(f"presence was not rebuilt after Redis restarted: {listing}")
     await kim.close()

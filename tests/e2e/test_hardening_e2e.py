@@ -27,9 +27,15 @@ def publish_body(n: int, size: int = 0) -> dict:
     }
 
 
-async def test_a_client_that_stops_reading_is_closed_4408_and_others_keep_receiving(gateways):
+SERVERS = pytest.mark.parametrize("server", ["uvicorn", "daphne"])
+
+
+@SERVERS
+async def test_a_client_that_stops_reading_is_closed_4408_and_others_keep_receiving(gateways, server):
     # The abort delay is long here so the test client, reading late, still finds the 4408 close frame.
-    gateway = gateways(REALTIME_MAX_SEND_BUFFER_BYTES=str(256 * 1024), REALTIME_SLOW_CONSUMER_ABORT_SECONDS="60")
+    gateway = gateways(
+        server=server, REALTIME_MAX_SEND_BUFFER_BYTES=str(256 * 1024), REALTIME_SLOW_CONSUMER_ABORT_SECONDS="60"
+    )
     john = login(gateway, "john")
     token = login(gateway, "kim")
     # The slow client reads nothing: the library stops pulling from the socket once 1 frame is queued.
@@ -39,13 +45,14 @@ async def test_a_client_that_stops_reading_is_closed_4408_and_others_keep_receiv
     await healthy.subscribe("orders", AT)
     await asyncio.sleep(0.3)
 
-    total = 60
-    for n in range(total):  # 60 x 60 KiB: far more than the socket buffers and the 256 KiB bound
+    total = 200
+    healthy_reads = asyncio.create_task(healthy.events(total, timeout=20))  # a client that keeps up, concurrently
+    for n in range(total):  # 200 x 60 KiB: far more than the kernel socket buffers plus the 256 KiB bound
         code, _ = await asyncio.to_thread(
             http_json, "POST", f"{gateway.http}/v1/events", publish_body(n, 60 * 1024), john
         )
         assert code == 202
-    received = [e["data"]["n"] for e in await healthy.events(total, timeout=20)]
+    received = [e["data"]["n"] for e in await healthy_reads]
     assert received == list(range(total))
 
     with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -56,10 +63,11 @@ async def test_a_client_that_stops_reading_is_closed_4408_and_others_keep_receiv
 
 
 @pytest.mark.redis
-async def test_sigterm_closes_with_1012_and_leaves_presence_at_once(gateways, shared_redis):
+@SERVERS
+async def test_sigterm_closes_with_1012_and_leaves_presence_at_once(gateways, shared_redis, server):
     ttl = {"REALTIME_PRESENCE_TTL_SECONDS": "30"}  # a clean leave must not wait for expiry
     a = gateways(shared_redis, **ttl)
-    b = gateways(shared_redis, **ttl)
+    b = gateways(shared_redis, server=server, **ttl)
     sarah = await WsClient.open(a.ws, login(a, "sarah"))
     await sarah.subscribe("orders", AT)
     john = await WsClient.open(b.ws, login(b, "john"))
@@ -77,8 +85,9 @@ async def test_sigterm_closes_with_1012_and_leaves_presence_at_once(gateways, sh
     await sarah.close()
 
 
-async def test_a_peer_that_stops_answering_pings_is_dropped(gateways):
-    gateway = gateways(server_args=("--ping-interval", "1", "--ping-timeout", "2"))
+@SERVERS
+async def test_a_peer_that_stops_answering_pings_is_dropped(gateways, server):
+    gateway = gateways(server=server, GATEWAY_PING_INTERVAL_SECONDS="1", GATEWAY_PING_TIMEOUT_SECONDS="2")
     token = login(gateway, "sarah")
     sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()

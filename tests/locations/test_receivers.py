@@ -46,16 +46,20 @@ def downtown() -> Location:
 async def test_order_create_publishes_order_created(token_for: Any) -> None:
     async with open_client(token_for("sarah")) as client:
         sub = await subscribe(client, "orders")
-        order = await run(lambda: Order.objects.create(
-            location=downtown(), type="takeout", total=Decimal("12.50"), table_label="T2"
-        ))
+        order = await run(
+            lambda: Order.objects.create(location=downtown(), type="takeout", total=Decimal("12.50"), table_label="T2")
+        )
         event = await client.recv()
         assert event["subscription_id"] == sub and event["event"] == "order.created"
         assert event["location_id"] == DOWNTOWN and event["stream"] == f"orders:{DOWNTOWN}"
         data = event["data"]
         assert {k: data[k] for k in ("order_id", "location_id", "type", "status", "total", "table")} == {
-            "order_id": order.public_id, "location_id": DOWNTOWN, "type": "takeout", "status": "open",
-            "total": "12.50", "table": "T2",
+            "order_id": order.public_id,
+            "location_id": DOWNTOWN,
+            "type": "takeout",
+            "status": "open",
+            "total": "12.50",
+            "table": "T2",
         }
         assert data["created_at"].endswith("Z") and data["updated_at"].endswith("Z")
         assert await client.nothing(0.05)
@@ -89,6 +93,7 @@ async def test_order_closed_and_intermediate_statuses(token_for: Any) -> None:
             def save() -> None:
                 order.status = status
                 order.save()
+
             return save
 
         await run(advance("preparing"))
@@ -149,9 +154,11 @@ async def test_table_status_changes_publish_seated_cleared_reserved(token_for: A
         table = await run(lambda: Table.objects.get(location__public_id=DOWNTOWN, label="T1"))
         seen = []
         for status in ("seated", "available", "reserved"):
+
             def save(status: str = status) -> None:
                 table.status = status
                 table.save()
+
             await run(save)
             seen.extend(await events_until_quiet(client, 0.05))
     assert [(f["event"], f["data"]["previous_status"], f["data"]["status"]) for f in seen] == [
@@ -194,8 +201,11 @@ async def test_ticket_created_and_bumped(token_for: Any) -> None:
         created = await client.recv()
         assert created["event"] == "kds.ticket.created"
         assert created["data"] == {
-            "ticket_id": ticket.public_id, "station": "grill", "order_id": ticket.order.public_id,
-            "items": ["fries"], "status": "new",
+            "ticket_id": ticket.public_id,
+            "station": "grill",
+            "order_id": ticket.order.public_id,
+            "items": ["fries"],
+            "status": "new",
         }
 
         def bump() -> None:

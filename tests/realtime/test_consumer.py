@@ -60,9 +60,14 @@ async def test_subscribe_echoes_normalized_params_and_integer_ids(token_for: Any
     async with open_client(token_for("john")) as client:
         reply = await client.request(
             {
-                "type": "subscribe", "id": 42, "channel": "orders",
-                "params": {"location_ids": [LOCATION, UPTOWN, LOCATION], "statuses": ["open", "open"],
-                           "types": ["takeout"]},
+                "type": "subscribe",
+                "id": 42,
+                "channel": "orders",
+                "params": {
+                    "location_ids": [LOCATION, UPTOWN, LOCATION],
+                    "statuses": ["open", "open"],
+                    "types": ["takeout"],
+                },
             }
         )
     assert reply["id"] == 42
@@ -80,7 +85,10 @@ async def test_unsubscribe_is_the_seeds_shape_and_stops_delivery(token_for: Any)
         sub = await subscribed(client, "orders", {"location_id": LOCATION})
         reply = await client.request({"type": "unsubscribe", "subscription_id": sub})
         assert reply == {
-            "type": "response", "success": True, "subscription_id": sub, "message": "Unsubscribed successfully",
+            "type": "response",
+            "success": True,
+            "subscription_id": sub,
+            "message": "Unsubscribed successfully",
         }
         await publish_order()
         assert await client.nothing(0.05)
@@ -97,8 +105,11 @@ async def test_unsubscribe_unknown_subscription(token_for: Any) -> None:
     async with open_client(token_for("sarah")) as client:
         reply = await client.request({"type": "unsubscribe", "id": "u1", "subscription_id": "sub-nope"})
         assert reply == {
-            "type": "error", "id": "u1", "code": "subscription_not_found",
-            "message": "Subscription 'sub-nope' does not exist", "subscription_id": "sub-nope",
+            "type": "error",
+            "id": "u1",
+            "code": "subscription_not_found",
+            "message": "Subscription 'sub-nope' does not exist",
+            "subscription_id": "sub-nope",
         }
         sub = await subscribed(client, "orders", {"location_id": LOCATION})
         await client.request({"type": "unsubscribe", "subscription_id": sub})
@@ -166,7 +177,10 @@ async def test_channel_not_found(token_for: Any) -> None:
     async with open_client(token_for("sarah")) as client:
         reply = await client.subscribe("invalid", {"location_id": LOCATION}, "req-001")
     assert reply == {
-        "type": "error", "id": "req-001", "code": "channel_not_found", "message": "Channel 'invalid' does not exist",
+        "type": "error",
+        "id": "req-001",
+        "code": "channel_not_found",
+        "message": "Channel 'invalid' does not exist",
     }
 
 
@@ -174,8 +188,12 @@ async def test_unauthorized_names_the_channel_and_permission(token_for: Any) -> 
     async with open_client(token_for("sarah")) as client:
         reply = await client.subscribe("kds", {"location_id": LOCATION}, "req-001")
     assert reply == {
-        "type": "error", "id": "req-001", "code": "unauthorized",
-        "message": "Not authorized to subscribe to this channel", "channel": "kds", "required_permission": "kds.read",
+        "type": "error",
+        "id": "req-001",
+        "code": "unauthorized",
+        "message": "Not authorized to subscribe to this channel",
+        "channel": "kds",
+        "required_permission": "kds.read",
     }
 
 
@@ -183,8 +201,11 @@ async def test_missing_location_id(token_for: Any) -> None:
     async with open_client(token_for("sarah")) as client:
         reply = await client.subscribe("orders", {}, "req-001")
     assert reply == {
-        "type": "error", "id": "req-001", "code": "invalid_params",
-        "message": "Missing required parameter: location_id", "channel": "orders",
+        "type": "error",
+        "id": "req-001",
+        "code": "invalid_params",
+        "message": "Missing required parameter: location_id",
+        "channel": "orders",
     }
 
 
@@ -194,10 +215,16 @@ async def test_missing_location_id(token_for: Any) -> None:
         ("orders", {"location_id": LOCATION, "statues": ["open"]}, "Unknown parameter: statues"),
         ("orders", {"location_id": LOCATION, "statuses": ["opened"]}, "Invalid value for parameter statuses.0"),
         ("orders", {"location_id": LOCATION, "types": ["eat_in"]}, "Invalid value for parameter types.0"),
-        ("orders", {"location_id": LOCATION, "events": ["table.seated"]},
-         "Invalid value for parameter events: 'table.seated' is not an event of channel 'orders'"),
-        ("orders", {"location_id": LOCATION, "location_ids": [LOCATION]},
-         "Give either location_id or location_ids, not both"),
+        (
+            "orders",
+            {"location_id": LOCATION, "events": ["table.seated"]},
+            "Invalid value for parameter events: 'table.seated' is not an event of channel 'orders'",
+        ),
+        (
+            "orders",
+            {"location_id": LOCATION, "location_ids": [LOCATION]},
+            "Give either location_id or location_ids, not both",
+        ),
         ("orders", {"location_ids": []}, "Invalid parameter location_ids"),
         ("voice", {"location_id": LOCATION, "lane": 0}, "Invalid parameter lane"),
         ("voice", {"location_id": LOCATION, "lane": -3}, "Invalid parameter lane"),
@@ -224,8 +251,12 @@ async def test_subscription_limit(token_for: Any, settings: Any) -> None:
         kept = await subscribed(client, "tables", {"location_id": LOCATION})
         reply = await client.subscribe("kds", {"location_id": LOCATION}, "req-001")
         assert reply == {
-            "type": "error", "id": "req-001", "code": "subscription_limit",
-            "message": "Maximum subscriptions reached", "current": 2, "limit": 2,
+            "type": "error",
+            "id": "req-001",
+            "code": "subscription_limit",
+            "message": "Maximum subscriptions reached",
+            "current": 2,
+            "limit": 2,
         }
         # Room again after an unsubscribe.
         await client.request({"type": "unsubscribe", "subscription_id": kept})
@@ -249,11 +280,17 @@ async def test_subscription_limit_is_checked_before_authorization(token_for: Any
         ("{not json", "invalid_message", "Message is not valid JSON"),
         ("[1, 2, 3]", "invalid_message", "Message must be a JSON object"),
         ('{"id": "r1"}', "invalid_message", "Missing required field: type"),
-        ('{"type": "subscribe", "id": "r1", "channel": 5}', "invalid_message",
-         "Invalid field channel: input should be a valid string"),
+        (
+            '{"type": "subscribe", "id": "r1", "channel": 5}',
+            "invalid_message",
+            "Invalid field channel: input should be a valid string",
+        ),
         ('{"type": "ping", "id": "r1", "extra": true}', "invalid_message", "Unknown field: extra"),
-        ('{"type": "subscribe", "id": "r1", "channel": "orders", "params": "loc-xyz789"}', "invalid_message",
-         "Invalid field params: input should be a valid dictionary"),
+        (
+            '{"type": "subscribe", "id": "r1", "channel": "orders", "params": "loc-xyz789"}',
+            "invalid_message",
+            "Invalid field params: input should be a valid dictionary",
+        ),
         ('{"type": "teleport", "id": "r1"}', "unknown_type", "Unknown message type 'teleport'"),
     ],
 )
@@ -278,8 +315,14 @@ async def test_bad_messages_never_close_the_connection_or_break_subscriptions(to
     async with open_client(token_for("sarah")) as client:
         sub = await subscribed(client, "orders", {"location_id": LOCATION})
         bad: list[dict[str, Any] | str] = [
-            "garbage", "[]", "{}", '{"type": 7}', {"type": "nope"}, {"type": "ping", "x": 1},
-            {"type": "subscribe", "channel": "invalid"}, {"type": "subscribe", "channel": "orders", "params": {}},
+            "garbage",
+            "[]",
+            "{}",
+            '{"type": 7}',
+            {"type": "nope"},
+            {"type": "ping", "x": 1},
+            {"type": "subscribe", "channel": "invalid"},
+            {"type": "subscribe", "channel": "orders", "params": {}},
             {"type": "subscribe", "channel": "kds", "params": {"location_id": LOCATION}},
             {"type": "subscribe", "channel": "orders", "params": {"location_id": UPTOWN}},
             {"type": "unsubscribe", "subscription_id": "sub-nope"},
@@ -319,9 +362,17 @@ async def test_event_frame_shape(token_for: Any) -> None:
         published = await apublish("orders", "order.created", location_id=LOCATION, data={"order_id": "ord-1"})
         event = await client.recv()
     assert event == {
-        "type": "event", "subscription_id": sub, "channel": "orders", "event": "order.created",
-        "event_id": published.event_id, "stream": f"orders:{LOCATION}", "epoch": published.epoch,
-        "seq": published.seq, "location_id": LOCATION, "timestamp": event["timestamp"], "data": {"order_id": "ord-1"},
+        "type": "event",
+        "subscription_id": sub,
+        "channel": "orders",
+        "event": "order.created",
+        "event_id": published.event_id,
+        "stream": f"orders:{LOCATION}",
+        "epoch": published.epoch,
+        "seq": published.seq,
+        "location_id": LOCATION,
+        "timestamp": event["timestamp"],
+        "data": {"order_id": "ord-1"},
     }
     assert ISO_Z.match(event["timestamp"])
 
@@ -333,7 +384,8 @@ async def test_multi_location_subscription_receives_both_locations(token_for: An
         await publish_order(UPTOWN, n=2)
         first, second = await client.recv(), await client.recv()
         assert {(first["location_id"], first["data"]["n"]), (second["location_id"], second["data"]["n"])} == {
-            (LOCATION, 1), (UPTOWN, 2),
+            (LOCATION, 1),
+            (UPTOWN, 2),
         }
         assert first["subscription_id"] == second["subscription_id"] == sub
         assert await client.nothing(0.05)
@@ -389,8 +441,12 @@ async def test_notifications_of_another_user_are_refused(token_for: Any) -> None
     async with open_client(token_for("john")) as client:
         reply = await client.subscribe("notifications", {"user_id": "user-sarah"}, "n1")
     assert reply == {
-        "type": "error", "id": "n1", "code": "unauthorized", "message": "Not authorized to subscribe to this channel",
-        "channel": "notifications", "required_permission": "notifications.read",
+        "type": "error",
+        "id": "n1",
+        "code": "unauthorized",
+        "message": "Not authorized to subscribe to this channel",
+        "channel": "notifications",
+        "required_permission": "notifications.read",
     }
 
 
@@ -490,7 +546,9 @@ async def test_removed_membership_revokes_live_subscriptions(token_for: Any) -> 
         await sync_to_async(Membership.objects.filter(user__username="sarah").delete)()
         revoked = await client.recv()
         assert revoked == {
-            "type": "subscription_revoked", "subscription_id": sub, "channel": "orders",
+            "type": "subscription_revoked",
+            "subscription_id": sub,
+            "channel": "orders",
             "reason": "permission_removed",
         }
         await publish_order()

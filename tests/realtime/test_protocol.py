@@ -46,17 +46,32 @@ from realtime.registry import REGISTRY
         ('{"type": "subscribez"}', UnknownType, "Unknown message type 'subscribez'"),
         ('{"type": "ping", "extra": 1}', InvalidMessage, "Unknown field: extra"),
         ('{"type": "subscribe"}', InvalidMessage, "Missing required field: channel"),
-        ('{"type": "subscribe", "channel": 5}', InvalidMessage,
-         "Invalid field channel: input should be a valid string"),
-        ('{"type": "subscribe", "channel": ""}', InvalidMessage,
-         "Invalid field channel: string should have at least 1 character"),
-        ('{"type": "subscribe", "channel": "orders", "params": null}', InvalidMessage,
-         "Invalid field params: input should be a valid dictionary"),
-        ('{"type": "subscribe", "channel": "orders", "params": []}', InvalidMessage,
-         "Invalid field params: input should be a valid dictionary"),
+        (
+            '{"type": "subscribe", "channel": 5}',
+            InvalidMessage,
+            "Invalid field channel: input should be a valid string",
+        ),
+        (
+            '{"type": "subscribe", "channel": ""}',
+            InvalidMessage,
+            "Invalid field channel: string should have at least 1 character",
+        ),
+        (
+            '{"type": "subscribe", "channel": "orders", "params": null}',
+            InvalidMessage,
+            "Invalid field params: input should be a valid dictionary",
+        ),
+        (
+            '{"type": "subscribe", "channel": "orders", "params": []}',
+            InvalidMessage,
+            "Invalid field params: input should be a valid dictionary",
+        ),
         ('{"type": "unsubscribe"}', InvalidMessage, "Missing required field: subscription_id"),
-        ('{"type": "unsubscribe", "subscription_id": 7}', InvalidMessage,
-         "Invalid field subscription_id: input should be a valid string"),
+        (
+            '{"type": "unsubscribe", "subscription_id": 7}',
+            InvalidMessage,
+            "Invalid field subscription_id: input should be a valid string",
+        ),
     ],
 )
 def test_parse_message_errors(text: str, error: type[ProtocolError], message: str) -> None:
@@ -168,9 +183,29 @@ def test_parse_message_on_message_like_objects_raises_only_protocol_errors(value
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(sorted(REGISTRY)), st.dictionaries(st.sampled_from(
-    ["location_id", "location_ids", "events", "types", "statuses", "station", "alert_types", "metrics",
-     "platforms", "lane", "user_id", "other"]), json_values, max_size=4))
+@given(
+    st.sampled_from(sorted(REGISTRY)),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "location_id",
+                "location_ids",
+                "events",
+                "types",
+                "statuses",
+                "station",
+                "alert_types",
+                "metrics",
+                "platforms",
+                "lane",
+                "user_id",
+                "other",
+            ]
+        ),
+        json_values,
+        max_size=4,
+    ),
+)
 def test_prepare_subscription_on_arbitrary_params_raises_only_protocol_errors(
     channel: str, params: dict[str, Any]
 ) -> None:
@@ -197,8 +232,11 @@ def test_prepare_subscription_echoes_only_the_given_params() -> None:
 def test_prepare_subscription_removes_duplicates_keeping_order() -> None:
     request = prepare_subscription(
         "orders",
-        {"location_ids": ["loc-b", "loc-a", "loc-b"], "statuses": ["open", "paid", "open"],
-         "events": ["order.paid", "order.created", "order.paid"]},
+        {
+            "location_ids": ["loc-b", "loc-a", "loc-b"],
+            "statuses": ["open", "paid", "open"],
+            "events": ["order.paid", "order.created", "order.paid"],
+        },
         user_id="user-x",
     )
     assert request.params == {
@@ -247,7 +285,10 @@ def test_unknown_channel() -> None:
     with pytest.raises(ChannelNotFound) as caught:
         prepare_subscription("invalid", {}, user_id="user-x")
     assert caught.value.as_frame("req-001") == {
-        "type": "error", "id": "req-001", "code": "channel_not_found", "message": "Channel 'invalid' does not exist",
+        "type": "error",
+        "id": "req-001",
+        "code": "channel_not_found",
+        "message": "Channel 'invalid' does not exist",
     }
 
 
@@ -256,10 +297,16 @@ def test_unknown_channel() -> None:
     [
         ("orders", {}, "Missing required parameter: location_id"),
         ("orders", {"location_id": "loc-1", "statues": ["open"]}, "Unknown parameter: statues"),
-        ("orders", {"location_id": "loc-1", "location_ids": ["loc-2"]},
-         "Give either location_id or location_ids, not both"),
-        ("orders", {"location_ids": []},
-         "Invalid parameter location_ids: list should have at least 1 item after validation, not 0"),
+        (
+            "orders",
+            {"location_id": "loc-1", "location_ids": ["loc-2"]},
+            "Give either location_id or location_ids, not both",
+        ),
+        (
+            "orders",
+            {"location_ids": []},
+            "Invalid parameter location_ids: list should have at least 1 item after validation, not 0",
+        ),
         ("orders", {"location_id": "loc 1"}, None),
         ("orders", {"location_id": "loc-1\n"}, None),
         ("orders", {"location_id": 5}, None),
@@ -269,9 +316,12 @@ def test_unknown_channel() -> None:
         ("orders", {"location_id": "loc-1", "statuses": "open"}, None),
         ("orders", {"location_id": "loc-1", "statuses": []}, None),
         ("orders", {"location_id": "loc-1", "types": ["eat_in"]}, None),
-        ("orders", {"location_id": "loc-1", "events": ["kds.ticket.created"]},
-         "Invalid value for parameter events: 'kds.ticket.created' is not an event of channel 'orders' (expected "
-         "one of: order.created, order.updated, order.status_changed, order.paid, order.closed)"),
+        (
+            "orders",
+            {"location_id": "loc-1", "events": ["kds.ticket.created"]},
+            "Invalid value for parameter events: 'kds.ticket.created' is not an event of channel 'orders' (expected "
+            "one of: order.created, order.updated, order.status_changed, order.paid, order.closed)",
+        ),
         ("kds", {"location_id": "loc-1", "station": ""}, None),
         ("kds", {"location_id": "loc-1", "station": ["grill"]}, None),
         ("inventory", {"location_id": "loc-1", "alert_types": ["received"]}, None),
@@ -355,9 +405,7 @@ def test_state_add_joins_each_group_once_and_remove_leaves_it_with_the_last_subs
 
 def test_state_multi_location_subscription_shares_groups_with_others() -> None:
     state = protocol.ConnectionState(max_subscriptions=10)
-    multi, joined = state.add(
-        prepare_subscription("orders", {"location_ids": ["loc-1", "loc-2"]}, user_id="user-x")
-    )
+    multi, joined = state.add(prepare_subscription("orders", {"location_ids": ["loc-1", "loc-2"]}, user_id="user-x"))
     assert joined == ["rt.orders.loc-1", "rt.orders.loc-2"]
     single, joined = state.add(request("loc-2"))
     assert joined == []
@@ -372,8 +420,11 @@ def test_state_remove_unknown_subscription() -> None:
     with pytest.raises(SubscriptionNotFound) as caught:
         state.remove("sub-nope")
     assert caught.value.as_frame("r") == {
-        "type": "error", "id": "r", "code": "subscription_not_found",
-        "message": "Subscription 'sub-nope' does not exist", "subscription_id": "sub-nope",
+        "type": "error",
+        "id": "r",
+        "code": "subscription_not_found",
+        "message": "Subscription 'sub-nope' does not exist",
+        "subscription_id": "sub-nope",
     }
 
 
@@ -384,8 +435,12 @@ def test_state_limit() -> None:
     with pytest.raises(SubscriptionLimit) as caught:
         state.add(request("loc-3"))
     assert caught.value.as_frame("req-001") == {
-        "type": "error", "id": "req-001", "code": "subscription_limit",
-        "message": "Maximum subscriptions reached", "current": 2, "limit": 2,
+        "type": "error",
+        "id": "req-001",
+        "code": "subscription_limit",
+        "message": "Maximum subscriptions reached",
+        "current": 2,
+        "limit": 2,
     }
     assert len(state.subscriptions) == 2
     assert "rt.orders.loc-3" not in state.by_group
@@ -397,7 +452,10 @@ def test_state_remove_all_and_listing_in_creation_order() -> None:
     listing = state.listing()
     assert [entry["id"] for entry in listing] == [s.id for s in subs]
     assert listing[0] == {
-        "id": subs[0].id, "channel": "orders", "params": {"location_id": "loc-0"}, "created_at": subs[0].created_at,
+        "id": subs[0].id,
+        "channel": "orders",
+        "params": {"location_id": "loc-0"},
+        "created_at": subs[0].created_at,
     }
     assert listing[0]["created_at"].endswith("Z")
     removed, groups = state.remove_all()
@@ -417,7 +475,10 @@ def test_event_frame_prefix_makes_valid_json_with_a_tail() -> None:
 
 def test_response_and_with_id_frames() -> None:
     assert protocol.response("req-1", subscription_id="sub-1") == {
-        "type": "response", "id": "req-1", "success": True, "subscription_id": "sub-1",
+        "type": "response",
+        "id": "req-1",
+        "success": True,
+        "subscription_id": "sub-1",
     }
     assert protocol.response(None, unsubscribed=2) == {"type": "response", "success": True, "unsubscribed": 2}
     assert protocol.with_id("pong", None, server_time="t") == {"type": "pong", "server_time": "t"}
@@ -425,13 +486,19 @@ def test_response_and_with_id_frames() -> None:
 
 def test_error_frames_carry_their_details_and_codes() -> None:
     assert Unauthorized("orders", "orders.read").as_frame("req-001") == {
-        "type": "error", "id": "req-001", "code": "unauthorized",
-        "message": "Not authorized to subscribe to this channel", "channel": "orders",
+        "type": "error",
+        "id": "req-001",
+        "code": "unauthorized",
+        "message": "Not authorized to subscribe to this channel",
+        "channel": "orders",
         "required_permission": "orders.read",
     }
     assert InvalidParams("Missing required parameter: location_id", channel="orders").as_frame("req-001") == {
-        "type": "error", "id": "req-001", "code": "invalid_params",
-        "message": "Missing required parameter: location_id", "channel": "orders",
+        "type": "error",
+        "id": "req-001",
+        "code": "invalid_params",
+        "message": "Missing required parameter: location_id",
+        "channel": "orders",
     }
     assert Unauthenticated().close_code == CloseCode.UNAUTHENTICATED == 4401
     assert InvalidMessage().close_code is None

@@ -74,7 +74,14 @@ def publish_target(spec: ChannelSpec, user_id: str) -> dict[str, str]:
 
 def test_channel_names_are_unique_and_match_the_seed() -> None:
     assert [spec.name for spec in CHANNELS] == [
-        "orders", "kds", "inventory", "tables", "analytics", "delivery", "notifications", "voice",
+        "orders",
+        "kds",
+        "inventory",
+        "tables",
+        "analytics",
+        "delivery",
+        "notifications",
+        "voice",
     ]
 
 
@@ -134,11 +141,7 @@ def test_group_for_stream_refuses_a_trailing_newline() -> None:
 
 
 def test_every_filter_has_a_sample() -> None:
-    declared = {
-        (spec.name, flt.param)
-        for spec in CHANNELS
-        for flt in (*spec.field_filters, *spec.event_name_filters)
-    }
+    declared = {(spec.name, flt.param) for spec in CHANNELS for flt in (*spec.field_filters, *spec.event_name_filters)}
     assert declared == set(FIELD_FILTER_SAMPLES) | set(EVENT_NAME_FILTER_SAMPLES)
 
 
@@ -209,9 +212,12 @@ async def test_channel_refuses_another_organizations_user(spec: ChannelSpec, tok
     async with open_client(token_for("olga")) as client:
         reply = await client.subscribe(spec.name, params, "req-no")
         assert reply == {
-            "type": "error", "id": "req-no", "code": "unauthorized",
+            "type": "error",
+            "id": "req-no",
+            "code": "unauthorized",
             "message": "Not authorized to subscribe to this channel",
-            "channel": spec.name, "required_permission": spec.permission,
+            "channel": spec.name,
+            "required_permission": spec.permission,
         }
 
 

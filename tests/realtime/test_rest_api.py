@@ -75,10 +75,16 @@ async def test_rest_publish_reaches_websocket_subscribers(world: Any, token_for:
         ({**ORDER_CREATED, "channel": "invalid"}, "channel_not_found", "Channel 'invalid' does not exist"),
         ({**ORDER_CREATED, "event": "table.seated"}, "invalid_params", "Invalid event 'table.seated' for channel"),
         ({"channel": "orders", "event": "order.created"}, "invalid_params", "Missing required parameter: location_id"),
-        ({"channel": "orders", "event": "order.created", "user_id": "user-sarah"}, "invalid_params",
-         "Channel 'orders' events take location_id, not user_id"),
-        ({"channel": "notifications", "event": "notification.alert", "location_id": DOWNTOWN}, "invalid_params",
-         "Channel 'notifications' events take user_id, not location_id"),
+        (
+            {"channel": "orders", "event": "order.created", "user_id": "user-sarah"},
+            "invalid_params",
+            "Channel 'orders' events take location_id, not user_id",
+        ),
+        (
+            {"channel": "notifications", "event": "notification.alert", "location_id": DOWNTOWN},
+            "invalid_params",
+            "Channel 'notifications' events take user_id, not location_id",
+        ),
         ({**ORDER_CREATED, "location_id": "loc-xyz789\n"}, "invalid_params", "Invalid parameter location_id"),
         ({**ORDER_CREATED, "location_id": "loc xyz"}, "invalid_params", "Invalid parameter location_id"),
         ({**ORDER_CREATED, "data": [1, 2]}, "invalid_params", "Invalid parameter data"),
@@ -107,7 +113,8 @@ def test_publish_without_events_publish_is_forbidden(world: Any, username: str) 
     response = post_event(world[username], ORDER_CREATED)
     assert response.status_code == 403
     assert response.json() == {
-        "code": "forbidden", "message": f"Not allowed to publish to orders:{DOWNTOWN}",
+        "code": "forbidden",
+        "message": f"Not allowed to publish to orders:{DOWNTOWN}",
         "required_permission": "events.publish",
     }
 
@@ -211,21 +218,41 @@ async def test_rest_notification_reaches_only_its_user(world: Any, token_for: An
         (("orders", "order.teleported"), {"location_id": DOWNTOWN}, InvalidParams, "Invalid event 'order.teleported'"),
         (("orders", "kds.ticket.created"), {"location_id": DOWNTOWN}, InvalidParams, "Invalid event"),
         (("orders", "order.created"), {}, InvalidParams, "Missing required parameter: location_id"),
-        (("orders", "order.created"), {"location_id": DOWNTOWN, "user_id": "user-x"}, InvalidParams,
-         "Channel 'orders' events take location_id, not user_id"),
+        (
+            ("orders", "order.created"),
+            {"location_id": DOWNTOWN, "user_id": "user-x"},
+            InvalidParams,
+            "Channel 'orders' events take location_id, not user_id",
+        ),
         (("notifications", "notification.alert"), {}, InvalidParams, "Missing required parameter: user_id"),
         (("notifications", "notification.alert"), {"location_id": DOWNTOWN}, InvalidParams, "Channel"),
         (("orders", "order.created"), {"location_id": "loc-1\n"}, InvalidParams, "Invalid parameter location_id"),
         (("orders", "order.created"), {"location_id": "../x"}, InvalidParams, "Invalid parameter location_id"),
         (("orders", "order.created"), {"location_id": 5}, InvalidParams, "Invalid parameter location_id"),
-        (("orders", "order.created"), {"location_id": DOWNTOWN, "data": [1]}, InvalidParams,
-         "Invalid parameter data: must be a JSON object"),
-        (("orders", "order.created"), {"location_id": DOWNTOWN, "data": {"x": float("nan")}}, InvalidParams,
-         "Invalid parameter data: not JSON-serializable"),
-        (("orders", "order.created"), {"location_id": DOWNTOWN, "data": {"x": object()}}, InvalidParams,
-         "Invalid parameter data: not JSON-serializable"),
-        (("orders", "order.created"), {"location_id": DOWNTOWN, "data": {"x": "y" * MAX_EVENT_DATA_BYTES}},
-         InvalidParams, "Invalid parameter data: larger than"),
+        (
+            ("orders", "order.created"),
+            {"location_id": DOWNTOWN, "data": [1]},
+            InvalidParams,
+            "Invalid parameter data: must be a JSON object",
+        ),
+        (
+            ("orders", "order.created"),
+            {"location_id": DOWNTOWN, "data": {"x": float("nan")}},
+            InvalidParams,
+            "Invalid parameter data: not JSON-serializable",
+        ),
+        (
+            ("orders", "order.created"),
+            {"location_id": DOWNTOWN, "data": {"x": object()}},
+            InvalidParams,
+            "Invalid parameter data: not JSON-serializable",
+        ),
+        (
+            ("orders", "order.created"),
+            {"location_id": DOWNTOWN, "data": {"x": "y" * MAX_EVENT_DATA_BYTES}},
+            InvalidParams,
+            "Invalid parameter data: larger than",
+        ),
     ],
 )
 async def test_apublish_validates(args: tuple[str, str], kwargs: dict[str, Any], error: type, message: str) -> None:
@@ -282,10 +309,15 @@ def test_channels_endpoint_lists_the_registry(world: Any) -> None:
 @pytest.mark.django_db
 def test_locations_endpoint_shows_what_the_user_may_see(world: Any) -> None:
     sarah = api_as(world["sarah"]).get("/v1/locations").json()["locations"]
-    assert sarah == [{
-        "id": DOWNTOWN, "name": "Downtown", "organization": "Demo Bistro Group", "time_zone": "America/New_York",
-        "permissions": ["notifications.read", "orders.read", "tables.read"],
-    }]
+    assert sarah == [
+        {
+            "id": DOWNTOWN,
+            "name": "Downtown",
+            "organization": "Demo Bistro Group",
+            "time_zone": "America/New_York",
+            "permissions": ["notifications.read", "orders.read", "tables.read"],
+        }
+    ]
     john = api_as(world["john"]).get("/v1/locations").json()["locations"]
     assert sorted(loc["id"] for loc in john) == [UPTOWN, DOWNTOWN]
     olga = api_as(world["olga"]).get("/v1/locations").json()["locations"]
