@@ -138,17 +138,20 @@ async def test_revocation_in_another_process_reaches_every_gateway(gateways, sha
     sarah_b = await WsClient.open(b.ws, login(b, "sarah"))
     sub_a = (await sarah_a.subscribe("orders", AT))["subscription_id"]
     sub_b = (await sarah_b.subscribe("orders", AT))["subscription_id"]
-    manage(
-        {**a.env},
-        "shell",
-        "-c",
-        "from accounts.models import Membership; Membership.objects.filter(user__username='sarah').delete()",
-    )
-    revoked = await asyncio.gather(sarah_a.next_of("subscription_revoked"), sarah_b.next_of("subscription_revoked"))
-    assert [r["subscription_id"] for r in revoked] == [sub_a, sub_b]
-    code, _ = http_json("POST", f"{a.http}/v1/events", publish_body(1), login(a, "john"))
-    assert code == 202
-    for client in (sarah_a, sarah_b):
-        with pytest.raises(TimeoutError):
-            await client.next_of("event", timeout=0.5)
-        await client.close()
+    try:
+        manage(
+            {**a.env},
+            "shell",
+            "-c",
+            "from accounts.models import Membership; Membership.objects.filter(user__username='sarah').delete()",
+        )
+        revoked = await asyncio.gather(sarah_a.next_of("subscription_revoked"), sarah_b.next_of("subscription_revoked"))
+        assert [r["subscription_id"] for r in revoked] == [sub_a, sub_b]
+        code, _ = http_json("POST", f"{a.http}/v1/events", publish_body(1), login(a, "john"))
+        assert code == 202
+        for client in (sarah_a, sarah_b):
+            with pytest.raises(TimeoutError):
+                await client.next_of("event", timeout=0.5)
+            await client.close()
+    finally:
+        manage({**a.env}, "seed_demo")  # the e2e database is shared by the session: give sarah her role back
