@@ -36,6 +36,10 @@ GENERATOR_BOTTLENECK_CPU_SHARE = 0.9
 """Generator CPU (share of its one core) above which its numbers measure the generator, not the server."""
 EVENT_FRAME_START = b'{"type":"event"'
 EVENT_STAMP = re.compile(rb'"sent_ns":(\d+),"run":"([^"]*)","i":(\d+)')
+STREAM_KEY = b'"stream":"'
+# Close codes after which a screen reconnects and resumes (server restart, slow consumer, dropped socket).
+RESUMABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 4408, None})
+RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 2.0, 4.0, 4.0)
 """The stamp ``PlannedEvent.body`` puts first in ``data``, as compact JSON renders it."""
 FOREIGN_CPU_WARNING_SHARE = 0.15
 """CPU used by processes outside this benchmark (share of all cores) above which a step is flagged as disturbed."""
@@ -151,6 +155,16 @@ class ConnectionState:
     connected: asyncio.Future[dict[str, Any]]
     pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     subscription_ids: list[str] = field(default_factory=list)
+    # The last event frame seen per stream, parsed only when the connection must resume after a reconnect.
+    last_event: dict[bytes, bytes] = field(default_factory=dict)
+
+    def resume_positions(self) -> dict[str, dict[str, Any]]:
+        """``resume`` for a re-subscribe: the last seq and epoch seen on each stream."""
+        positions = {}
+        for frame in self.last_event.values():
+            event = json.loads(frame)
+            positions[event["stream"]] = {"seq": event["seq"], "epoch": event["epoch"]}
+        return positions
 
 
 @dataclass
@@ -227,12 +241,21 @@ class LoadGenerator:
         self._received = 0
         self._stale = 0
         self._last_receipt_ns = 0
+        self.reconnect = True  # dropped screens reconnect and resume (the gateway only; the baseline has no resume)
+        self.reconnected = 0
+        self.resumed_streams: Counter[tuple[str, bool]] = Counter()
+        self._reconnects: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # -- frames -------------------------------------------------------------------------------------------------
 
     def _on_message(self, client: WebSocketClient, payload: bytes, received_ns: int) -> None:
         # Hot path: read the stamp of a compact event frame with one regex instead of decoding all of it.
         if payload.startswith(EVENT_FRAME_START):
+            stream_at = payload.find(STREAM_KEY)
+            if stream_at >= 0:  # remember it for resume; parsed only if the connection has to reconnect
+                start = stream_at + len(STREAM_KEY)
+                client.context.last_event[payload[start : payload.find(b'"', start)]] = payload
             stamp = EVENT_STAMP.search(payload)
             if stamp is not None:
                 self._record_event(stamp[2].decode(), int(stamp[3]), int(stamp[1]), received_ns)
@@ -267,6 +290,55 @@ class LoadGenerator:
 
     def _on_closed_future(self, client: WebSocketClient, _: asyncio.Future[int | None]) -> None:
         self.close_codes[str(client.close_code)] += 1
+        if self.reconnect and not self._closing and client.close_code in RESUMABLE_CLOSE_CODES:
+            task = asyncio.ensure_future(self._reconnect(client))
+            self._reconnects.add(task)
+            task.add_done_callback(self._reconnects.discard)
+
+    async def _reconnect(self, old: WebSocketClient) -> None:
+        """Reconnect a dropped screen and re-subscribe with ``resume``, as the JS client does, so nothing is lost."""
+        loop = asyncio.get_running_loop()
+        previous: ConnectionState = old.context
+        plan = previous.plan
+        for delay in RECONNECT_DELAYS_S:
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            state = ConnectionState(plan=plan, connected=loop.create_future(), last_event=dict(previous.last_event))
+            try:
+                async with asyncio.timeout(10):
+                    client = await WebSocketClient.connect(
+                        plan.endpoint.host,
+                        plan.endpoint.port,
+                        f"/v1/ws?access_token={plan.token}",
+                        self._on_message,
+                        state,
+                    )
+                    await state.connected
+                    resume = state.resume_positions()
+                    for position, spec in enumerate(plan.subscriptions):
+                        request_id = f"r{position}"
+                        state.pending[request_id] = loop.create_future()
+                        client.send_json(
+                            {
+                                "type": "subscribe",
+                                "id": request_id,
+                                "channel": spec.channel,
+                                "params": spec.params,
+                                "resume": resume,
+                            }
+                        )
+                        reply = await state.pending[request_id]
+                        own_streams = reply.get("positions", {})  # the streams of this subscription
+                        for stream, covered in reply.get("resumed", {}).items():
+                            if stream in own_streams:
+                                self.resumed_streams[(stream, covered)] += 1
+            except (TimeoutError, HandshakeFailed, OSError, RuntimeError):
+                continue
+            self.clients[self.clients.index(old)] = client
+            self.reconnected += 1
+            client.closed.add_done_callback(partial(self._on_closed_future, client))
+            return
 
     # -- connections --------------------------------------------------------------------------------------------
 
@@ -343,6 +415,9 @@ class LoadGenerator:
 
     async def close(self) -> None:
         """Close every connection politely, then abort what has not closed within two seconds."""
+        self._closing = True
+        for task in list(self._reconnects):
+            task.cancel()
         for client in self.clients:
             client.close()
         pending = [client.closed for client in self.clients if not client.closed.done()]

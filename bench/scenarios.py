@@ -282,6 +282,7 @@ async def measure_target(
         await quiesce(pids)
         rss_before = rss_bytes(pids)
         generator = LoadGenerator()
+        generator.reconnect = target.kind == "gateway"  # the baseline has no resume
         try:
             connect = await generator.open(plans)
             await asyncio.sleep(1.0)  # let the server finish what the last subscribe started
@@ -324,6 +325,12 @@ async def measure_target(
                 )
                 result["steps"].append(step.as_dict())
                 bench.emit(step_line(scenario, target.name, step))
+            result["reconnects"] = {
+                "reconnected": generator.reconnected,
+                "resumed": {f"{stream}:{ok}": n for (stream, ok), n in generator.resumed_streams.items()},
+            }
+            if generator.reconnected:
+                bench.emit(f"!!! {target.name}: {generator.reconnected} connections reconnected and resumed")
         finally:
             await generator.close()
     return result
@@ -332,6 +339,7 @@ async def measure_target(
 async def warm_up(bench: Bench, target: Target, deployment: servers.Deployment, plans: list[ConnectionPlan]) -> None:
     """Connect a few screens and publish two events, so imports and first-use caches are not billed to the run."""
     generator = LoadGenerator()
+    generator.reconnect = False
     try:
         await generator.open(plans[: min(4, len(plans))])
         location = plans[0].subscriptions[0].params["location_id"]
