@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()  # set up Django before importing code that touches models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from realtime.daphne_support import install_daphne_support  # noqa: E402
 from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
@@ -19,7 +20,9 @@ install_daphne_shutdown_trigger()  # SIGTERM closes connections with 1012 and le
 application = LifespanShutdown(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            # Static files (the console's) are answered before Django's middleware; everything else is untouched.
+            # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
+            "http": ASGIStaticFilesHandler(django_asgi_app),
             "websocket": URLRouter(websocket_urlpatterns),
         }
     )

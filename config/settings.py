@@ -8,7 +8,6 @@ history to Redis so that many processes can serve one deployment.
 from __future__ import annotations
 
 import os
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,7 +59,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,13 +110,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
-# The console's assets are served by the app itself (WhiteNoise), from the app folders when nothing was collected;
-# behind nginx, `collectstatic` and an nginx `location /static/` take the load off the gateway (docs/deploy.md).
-WHITENOISE_USE_FINDERS = True
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")  # fine before collectstatic
-WHITENOISE_AUTOREFRESH = DEBUG
+# The console's assets are served by the gateway itself (config/asgi.py, Django's static files handler) so the
+# console works anywhere; in production, `collectstatic` and nginx's `location /static/` serve them (docs/deploy.md).
 
-# Channels: in-memory layer for one process, Redis when REDIS_URL is set (see realtime/layers.py).
+# Channels: in-memory layer for one process, Redis when REDIS_URL is set.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 REDIS_SENTINELS = env_list("REDIS_SENTINELS")  # "host:port,host:port"
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")

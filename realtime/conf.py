@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_MAX_EVENTS": 1000,
     "HISTORY_TTL_SECONDS": 600.0,
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
+    # REST publish: how long a publisher's grant is remembered (dropped at once when access changes; 0 = never)
+    "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
 }
 
 

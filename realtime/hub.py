@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from realtime import access_cache
 from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
 from realtime.groups import CONTROL_GROUP
@@ -172,6 +173,7 @@ class Hub:
 
     def _on_access_changed(self, message: dict[str, Any]) -> None:
         user_ids = message.get("user_ids")
+        access_cache.forget(user_ids)
         targets = self.users.keys() if user_ids is None else user_ids
         for user_id in list(targets):
             for member in tuple(self.users.get(user_id, ())):

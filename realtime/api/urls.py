@@ -1,9 +1,9 @@
 from django.urls import path
 
-from realtime.api import views
+from realtime.api import publish, views
 
 urlpatterns = [
-    path("events", views.PublishEventView.as_view(), name="publish_event"),
+    path("events", publish.publish_event, name="publish_event"),
     path("locations", views.LocationListView.as_view(), name="location_list"),
     path("channels", views.ChannelListView.as_view(), name="channel_list"),
     path("streams/<str:stream>/events", views.StreamEventsView.as_view(), name="stream_events"),

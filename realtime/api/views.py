@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,58 +17,10 @@ from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
 from realtime.authorization import authorize
-from realtime.errors import ChannelNotFound, Forbidden, InvalidParams
+from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.history import get_history
-from realtime.protocol import describe_validation_error
-from realtime.publishing import publish, resolve_target, run_sync
-from realtime.registry import CHANNELS, Scope, get_channel
-
-
-class PublishBody(BaseModel):
-    """The body of ``POST /v1/events``; validated like protocol messages, with the same error sentences."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    channel: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    event: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    location_id: str | None = None
-    user_id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-def may_publish(user: User, scope: Scope, scope_id: str) -> bool:
-    """``events.publish`` at the location; for a user's notifications, at a location where that user is a member."""
-    if user.is_superuser:
-        return True
-    if scope is Scope.LOCATION:
-        return authz.has_permission_at(user, Perm.EVENTS_PUBLISH, [scope_id])
-    target = User.objects.filter(public_id=scope_id, is_active=True).first()
-    if target is None:
-        return False
-    shared = authz.permitted_location_ids(user, Perm.EVENTS_PUBLISH)
-    return any(authz.is_member_at(target, location_id) for location_id in sorted(shared)[:200])
-
-
-class PublishEventView(APIView):
-    """``POST /v1/events``: publish one event; 202 with its id and stream position."""
-
-    def post(self, request: Request) -> Response:
-        try:
-            body = PublishBody.model_validate(request.data)
-        except ValidationError as exc:
-            raise InvalidParams(describe_validation_error(exc, what="parameter")) from None
-        spec, scope_id = resolve_target(body.channel, body.event, location_id=body.location_id, user_id=body.user_id)
-        if not may_publish(request.user, spec.scope, scope_id):  # type: ignore[arg-type]
-            raise Forbidden(f"Not allowed to publish to {spec.stream(scope_id)}", required_permission="events.publish")
-        published = publish(spec.name, body.event, location_id=body.location_id, user_id=body.user_id, data=body.data)
-        return Response(
-            {
-                "event_id": published.event_id,
-                "stream": published.stream,
-                "seq": published.seq,
-                "epoch": published.epoch,
-            },
-            status=202,
-        )
+from realtime.publishing import run_sync
+from realtime.registry import CHANNELS, get_channel
 
 
 class LocationListView(APIView):
