@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from asgiref.sync import sync_to_async
 from django.db.models import Q, QuerySet
 
 from accounts.models import Membership, User
@@ -72,8 +71,3 @@ def permissions_at(user: User, location_id: str) -> set[str]:
         Q(location__public_id=location_id) | Q(organization__locations__public_id=location_id)
     )
     return {code for code in grants.values_list("role__permissions__codename", flat=True) if code}
-
-
-apermitted_location_ids = sync_to_async(permitted_location_ids)
-ahas_permission_at = sync_to_async(has_permission_at)
-ahas_permission_anywhere = sync_to_async(has_permission_anywhere)

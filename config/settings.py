@@ -116,6 +116,7 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 # Channels: in-memory layer for one process, Redis when REDIS_URL is set.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 REDIS_SENTINELS = env_list("REDIS_SENTINELS")  # "host:port,host:port"
+REDIS_SENTINEL_HOSTS = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in REDIS_SENTINELS]
 REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
 CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "pubsub")  # pubsub | core
 # Namespaces every Redis key and pub/sub channel of one deployment (pub/sub ignores the database number).
@@ -128,7 +129,7 @@ def build_channel_layers() -> dict[str, dict[str, object]]:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}}
     if REDIS_SENTINELS:
         host: dict[str, object] = {
-            "sentinels": [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in REDIS_SENTINELS],
+            "sentinels": REDIS_SENTINEL_HOSTS,
             "master_name": REDIS_SENTINEL_MASTER,
         }
     else:

@@ -388,10 +388,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         )
 
     async def handle_authenticate(self, command: protocol.Authenticate) -> None:
-        try:
-            identity = await aauthenticate_token(command.token)
-        except Unauthenticated:
-            raise
+        identity = await aauthenticate_token(command.token)
         if identity.user.pk != self.user.pk:
             raise Unauthenticated("The new token belongs to another user")
         self.identity = identity

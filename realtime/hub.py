@@ -62,17 +62,6 @@ class Hub:
         self._task = asyncio.create_task(self._receive_forever(), name="realtime-hub")
         self._beat = asyncio.create_task(self._beat_forever(), name="realtime-heartbeat")
 
-    async def stop(self) -> None:
-        for task in (self._task, self._beat):
-            if task is not None:
-                task.cancel()
-        for group in [*self.members, CONTROL_GROUP]:
-            try:
-                await self.layer.group_discard(group, self.channel_name)
-            except Exception:  # best effort while shutting down
-                logger.debug("group_discard failed for %s", group, exc_info=True)
-        self.members.clear()
-
     # Membership -----------------------------------------------------------------------------------------------
 
     def register(self, member: Member) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -459,7 +459,3 @@ def with_id(frame_type: str, request_id: str | int | None, **fields: Any) -> dic
         frame["id"] = request_id
     frame.update(fields)
     return frame
-
-
-def subscriptions_of(streams: Iterable[str]) -> list[str]:
-    return sorted(set(streams))

@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
+from realtime import redis as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
 from realtime.history import get_history, record_json
@@ -140,14 +141,11 @@ async def apublish(
         seq, epoch = await get_history().append(stream, record_json(record))
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
         await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))
-    except (ConnectionError, OSError, TimeoutError) as exc:
+    except Exception as exc:
+        if not shared_redis.is_outage(exc):
+            raise
         logger.warning("publish to %s failed: %s", stream, exc)
         raise Unavailable() from exc
-    except Exception as exc:  # redis-py raises its own ConnectionError family
-        if type(exc).__module__.startswith("redis"):
-            logger.warning("publish to %s failed: %s", stream, exc)
-            raise Unavailable() from exc
-        raise
     return PublishedEvent(record["event_id"], stream, seq, epoch)
 
 

@@ -21,7 +21,7 @@ def is_outage(exc: BaseException) -> bool:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError)
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
 
 
 def redis_configured() -> bool:
@@ -37,8 +37,9 @@ def _connect() -> Any:
     from redis.asyncio.sentinel import Sentinel
 
     if settings.REDIS_SENTINELS:
-        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in settings.REDIS_SENTINELS]
-        return Sentinel(hosts, socket_timeout=5).master_for(settings.REDIS_SENTINEL_MASTER, max_connections=100)
+        return Sentinel(settings.REDIS_SENTINEL_HOSTS, socket_timeout=5).master_for(
+            settings.REDIS_SENTINEL_MASTER, max_connections=100
+        )
     return aioredis.Redis.from_url(settings.REDIS_URL, max_connections=100)
 
 
@@ -59,9 +60,3 @@ def script(source: str) -> Any:
     if found is None:
         found = registered[source] = client().register_script(source)
     return found
-
-
-def forget_clients() -> None:
-    """Drop the cached clients (tests switch servers between cases)."""
-    _clients.clear()
-    _scripts.clear()
