@@ -4,8 +4,8 @@ It authenticates the handshake, turns each client frame into a command (``protoc
 database what it must (authorization, at subscribe time only), applies the decision to the connection's state and
 queues the replies. Events arrive from the process hub (``realtime.hub``) as plain method calls and are filtered and
 framed here without touching the database. Every outbound frame, replies and events alike, leaves through one
-``Outbox``, so frames keep their order and a client that stops reading is closed (4408) instead of growing the
-server's memory.
+``SendQueue`` (``realtime.sendqueue``), so frames keep their order and a client that stops reading is closed (4408)
+instead of growing the server's memory.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
 from realtime.limits import TokenBucket
-from realtime.outbox import Outbox
 from realtime.publishing import envelope_tail
+from realtime.sendqueue import SendQueue
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         credentials = extract_credentials(self.scope)
         # Accept before any refusal: a close before accept reaches browsers as 1006 with no reason.
         await self.accept(credentials.subprotocol)
-        self.outbox = Outbox(
+        self.sendq = SendQueue(
             self.base_send,
             max_frames=int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES),
             max_bytes=int(realtime_settings.MAX_SEND_BUFFER_BYTES),
@@ -124,8 +124,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.closing = True
         for task in list(self.tasks):
             task.cancel()
-        if getattr(self, "outbox", None) is not None:
-            self.outbox.cancel()
+        if getattr(self, "sendq", None) is not None:
+            self.sendq.cancel()
         if self.hub is None:
             return
         hub, self.hub = self.hub, None
@@ -154,7 +154,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await presence.aleave(key, self.connection_id)
         self.presence_keys.clear()
-        self.outbox.put_close(code)
+        self.sendq.put_close(code)
 
     def _origin_allowed(self) -> bool:
         allowed = realtime_settings.ALLOWED_ORIGINS
@@ -176,19 +176,19 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.push_text(protocol.encode(frame))
 
     def push_text(self, text: str) -> None:
-        self.outbox.put_text(text)
+        self.sendq.put_text(text)
 
     def close_after_flush(self, code: int) -> None:
         self.closing = True
-        self.outbox.put_close(code)
+        self.sendq.put_close(code)
 
     def _close_slow_consumer(self) -> None:
         if self.closing:
             return
-        logger.info("closing slow consumer %s (%d frames waiting)", self.connection_id, len(self.outbox))
+        logger.info("closing slow consumer %s (%d frames waiting)", self.connection_id, len(self.sendq))
         self.closing = True
-        self.outbox.drop_pending()  # what it could not read is dropped; it resumes from its last seq
-        self.outbox.put_close(CloseCode.SLOW_CONSUMER)
+        self.sendq.drop_pending()  # what it could not read is dropped; it resumes from its last seq
+        self.sendq.put_close(CloseCode.SLOW_CONSUMER)
 
     # Inbound ------------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Daphne's ASGI ``send`` never waits: a frame for a client that does not read pile
 without limit. This wraps daphne's ``serverSend`` so that once a connection has more than
 ``MAX_SEND_BUFFER_BYTES`` waiting, it is closed with 4408 (slow consumer) and dropped after a short grace, instead
 of growing the server's memory or slowing anyone else. The client reconnects and resumes from its last ``seq``.
-Under uvicorn the same bound comes from ``send`` waiting on the socket and the consumer's bounded outbox.
+Under uvicorn the same bound comes from ``send`` waiting on the socket and the consumer's bounded send queue.
 
 Autobahn, under daphne, lets an application close only with 1000 or 3000-4999 and raises on anything else, so the
 RFC codes a server is meant to send (1008 policy, 1009 too big, 1012 restart, ...) would never leave; they are sent

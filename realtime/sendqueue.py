@@ -1,4 +1,4 @@
-"""One connection's outbound frames: in order, sent at once when nothing is in flight, bounded when the peer lags.
+"""One connection's send queue: frames in order, sent at once when nothing is in flight, bounded when the peer lags.
 
 Replies and events share this path, so a reply never overtakes an event matched before it (and no event follows an
 unsubscribe's reply). A send that suspends (the peer's socket is backed up) holds the frames behind it; past
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class Outbox:
+class SendQueue:
     def __init__(self, send: Send, max_frames: int, max_bytes: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
         self._max_frames = max_frames
