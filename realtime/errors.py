@@ -29,6 +29,13 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+    DISCONNECTED = "disconnected"
+    # REST only
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 
 
 class CloseCode(IntEnum):
@@ -40,6 +47,7 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    DISCONNECTED = 4000
     UNAUTHENTICATED = 4401
     FORBIDDEN = 4403
     SLOW_CONSUMER = 4408
@@ -175,3 +183,45 @@ class InternalError(ProtocolError):
     code = ErrorCode.INTERNAL_ERROR
     default_message = "Internal error; the request was not processed"
     http_status = 500
+
+
+class Disconnected(ProtocolError):
+    """An operator closed this connection (admin action); the client may reconnect after backoff."""
+
+    code = ErrorCode.DISCONNECTED
+    default_message = "Disconnected by an operator"
+    close_code = CloseCode.DISCONNECTED
+
+
+class NotFound(ProtocolError):
+    code = ErrorCode.NOT_FOUND
+    default_message = "Not found"
+    http_status = 404
+
+
+class MethodNotAllowed(ProtocolError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+    http_status = 405
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        super().__init__(f"Method {method[:16]} is not allowed here", allowed=allowed)
+
+
+class UnsupportedMediaType(ProtocolError):
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    default_message = "Send the body as application/json"
+    http_status = 415
+
+
+class PayloadTooLarge(ProtocolError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than {limit} bytes", limit=limit)
+
+
+class IdempotencyConflict(ProtocolError):
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+    default_message = "This idempotency key was already used for a different event"
+    http_status = 409
