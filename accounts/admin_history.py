@@ -92,7 +92,9 @@ def record_membership_changes(
         )
         targets += [(type(obj), obj.pk) for obj in scopes]
         for target in targets:
-            messages.setdefault(target, []).append(line)
+            lines = messages.setdefault(target, [])
+            if line not in lines:  # a moved membership reaches its user from both sides
+                lines.append(line)
 
     for pk in sorted(set(before) | set(after)):
         old, new = before.get(pk), after.get(pk)

@@ -136,7 +136,8 @@ def covers(membership: Membership, location: Location) -> bool:
 
 
 def _catalog_order(codes: Iterable[str]) -> list[str]:
-    return [p.value for p in Perm if p.value in set(codes)]
+    wanted = set(codes)
+    return [p.value for p in Perm if p.value in wanted]
 
 
 def _role_codes(membership: Membership) -> list[str]:
