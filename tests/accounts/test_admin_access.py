@@ -216,7 +216,10 @@ def test_membership_moved_and_deleted_on_the_membership_page(admin_client: Clien
         {"user": sarah.pk, "role": membership.role_id, "location": loc(UPTOWN).pk, "organization": ""},
     )
     assert response.status_code == 302
-    moved = "Changed membership “Sarah Server as server at location Downtown (loc-xyz789)” to “Sarah Server as server at location Uptown (loc-abc456)”."
+    moved = (
+        "Changed membership “Sarah Server as server at location Downtown (loc-xyz789)” "
+        "to “Sarah Server as server at location Uptown (loc-abc456)”."
+    )
     for obj in (loc(DOWNTOWN), loc(UPTOWN)):
         assert [e.change_message for e in history(Location, obj)] == [moved]
     response = admin_client.post(url(Membership, "delete", membership.pk), {"post": "yes"})
