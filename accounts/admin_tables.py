@@ -117,6 +117,14 @@ def _check_link(user: User) -> SafeString:
     return format_html('<p><a href="{}?user={}">Check a subscription for {}</a></p>', url, user.pk, user.username)
 
 
+def _check_link_at(location: Location) -> SafeString:
+    try:
+        url = reverse("admin-check-subscription")
+    except NoReverseMatch:
+        return mark_safe("")
+    return format_html('<p><a href="{}?location={}">Check a subscription here</a></p>', url, location.public_id)
+
+
 def _join(cells: Iterable[SafeString]) -> SafeString:
     return mark_safe("<br>".join(cells))  # each cell was built by format_html
 
@@ -144,9 +152,10 @@ def render_holders(location: Location) -> SafeString:
         rows.append(mark_safe('<tr><td colspan="2">Nobody holds a permission here through a membership.</td></tr>'))
     return format_html(
         '<div data-testid="location-holders">{}<table><thead><tr><th>Permission</th><th>Held by</th></tr></thead>'
-        "<tbody>{}</tbody></table></div>",
+        "<tbody>{}</tbody></table>{}</div>",
         format_html_join("", '<p class="help">{}</p>', ((n,) for n in notes)),
         mark_safe("".join(rows)),  # every row was built by format_html
+        _check_link_at(location),
     )
 
 

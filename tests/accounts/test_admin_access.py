@@ -172,6 +172,7 @@ def test_location_page_lists_who_holds_each_permission(admin_client: Client, wor
     assert "john (user-john)</a>: manager through organization Demo Bistro Group" in table["analytics.read"]
     assert "sarah" not in table["analytics.read"]
     assert "Superusers hold every permission here too: admin." in page
+    assert reverse("admin-check-subscription") + "?location=loc-xyz789" in page
     other = admin_client.get(url(Location, "change", loc(MAIN_STREET).pk)).content.decode()
     assert "olga (user-olga)" in other and "sarah (user-sarah)" not in other
 
