@@ -16,7 +16,7 @@ from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Model, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
@@ -104,9 +104,12 @@ class RoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def permission_list(self, role: Role) -> str:
         return ", ".join(role.permission_codes())
 
-    @admin.display(description="Memberships")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
+        return super().get_queryset(request).annotate(membership_count=Count("memberships")).order_by("name")
+
+    @admin.display(description="Memberships", ordering="membership_count")
     def holder_count(self, role: Role) -> int:
-        return role.memberships.count()
+        return int(getattr(role, "membership_count", 0))
 
     @admin.display(description="Held by")
     def holders(self, role: Role) -> SafeString | str:

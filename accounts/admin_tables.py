@@ -7,6 +7,7 @@ Each renders what ``accounts.authz`` computes (never a second reading of members
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlencode
 
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
@@ -105,24 +106,17 @@ def render_effective_access(user: User) -> SafeString:
         "<th>Status</th><th>Permission</th><th>From</th></tr></thead><tbody>{}</tbody></table>{}</div>",
         format_html_join("", '<p class="help" data-testid="effective-access-note">{}</p>', ((n,) for n in notes)),
         mark_safe("".join(rows)),  # every row was built by format_html
-        _check_link(user),
+        _check_link(f"Check a subscription for {user.username}", user=user.pk),
     )
 
 
-def _check_link(user: User) -> SafeString:
+def _check_link(text: str, **query: object) -> SafeString:
+    """A link to the admin's "May this user subscribe?" page, prefilled."""
     try:
         url = reverse("admin-check-subscription")
     except NoReverseMatch:
         return mark_safe("")
-    return format_html('<p><a href="{}?user={}">Check a subscription for {}</a></p>', url, user.pk, user.username)
-
-
-def _check_link_at(location: Location) -> SafeString:
-    try:
-        url = reverse("admin-check-subscription")
-    except NoReverseMatch:
-        return mark_safe("")
-    return format_html('<p><a href="{}?location={}">Check a subscription here</a></p>', url, location.public_id)
+    return format_html('<p><a href="{}?{}">{}</a></p>', url, urlencode(query), text)
 
 
 def _join(cells: Iterable[SafeString]) -> SafeString:
@@ -155,7 +149,7 @@ def render_holders(location: Location) -> SafeString:
         "<tbody>{}</tbody></table>{}</div>",
         format_html_join("", '<p class="help">{}</p>', ((n,) for n in notes)),
         mark_safe("".join(rows)),  # every row was built by format_html
-        _check_link_at(location),
+        _check_link("Check a subscription here", location=location.public_id),
     )
 
 

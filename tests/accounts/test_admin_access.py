@@ -183,6 +183,9 @@ def test_role_page_lists_who_holds_it_where(admin_client: Client, world: Any) ->
     table = rows(page, "role-holders")
     assert [re.search(r'data-user="([^"]+)"', r).group(1) for r in table] == ["user-john", "user-olga"]  # type: ignore[union-attr]
     assert "every location of" in table[0] and "Demo Bistro Group" in table[0]
+    listing = admin_client.get(url(Role, "changelist"))
+    counts = {role.name: role.membership_count for role in listing.context["cl"].result_list}
+    assert counts == {"kitchen": 1, "manager": 2, "server": 1}
     server = Role.objects.get(name="server")
     page = admin_client.get(url(Role, "change", server.pk)).content.decode()
     assert "Downtown (loc-xyz789)" in rows(page, "role-holders")[0]
