@@ -2,6 +2,8 @@
 
 Both the WebSocket layer and the REST API ask here. Each question is one database query: memberships at a location
 and memberships at the location's organization are matched in a single ``Location`` query, never a loop.
+The admin's effective-access, holders and subscribe-check views read the same rule (``effective_access``,
+``holders_at`` below), so what the admin shows is what the gateway decides.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def has_permission_anywhere(user: User, permission: str) -> bool:
 def is_member_at(user: User, location_id: str) -> bool:
     """True when ``user`` has any membership covering ``location_id``."""
     return Location.objects.filter(
-        Q(memberships__user=user) | Q(organization__memberships__user=user), public_id=location_id, is_active=True
+        _covering(Membership.objects.filter(user=user)), public_id=location_id, is_active=True
     ).exists()
 
 
