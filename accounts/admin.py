@@ -26,7 +26,7 @@ from accounts.models import Membership, Role, User
 from accounts.permissions import CATALOG
 
 
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+class MembershipInline(admin.TabularInline):
     model = Membership
     fk_name = "user"
     extra = 0
@@ -36,7 +36,7 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 class MembershipHistoryMixin:
     """Log membership changes made in an inline on the users and locations they touch."""
 
-    def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool) -> None:  # type: ignore[type-arg]
+    def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool) -> None:
         if formset.model is not Membership:
             super().save_formset(request, form, formset, change)  # type: ignore[misc]
             return
@@ -59,7 +59,7 @@ def _without_groups_and_permissions(fieldsets: Any) -> tuple[Any, ...]:
 
 
 @admin.register(User)
-class UserAdmin(MembershipHistoryMixin, DjangoUserAdmin):  # type: ignore[type-arg]
+class UserAdmin(MembershipHistoryMixin, DjangoUserAdmin):
     list_display = ["username", "public_id", "display_name", "email", "is_active", "is_staff", "is_superuser"]
     list_filter = ["is_active", "is_staff", "is_superuser", "memberships__role"]
     search_fields = ["username", "public_id", "display_name", "email"]
@@ -93,7 +93,7 @@ class UserAdmin(MembershipHistoryMixin, DjangoUserAdmin):  # type: ignore[type-a
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RoleAdmin(admin.ModelAdmin):
     list_display = ["name", "description", "permission_list", "holder_count"]
     search_fields = ["name", "description"]
     filter_horizontal = ["permissions"]
@@ -115,7 +115,7 @@ class RoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def holders(self, role: Role) -> SafeString | str:
         return admin_tables.render_role_holders(role) if role.pk else "-"
 
-    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:  # type: ignore[type-arg]
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
         role: Role = form.instance
         before = set(role.permission_codes()) if change else set()
         super().save_related(request, form, formsets, change)
@@ -123,13 +123,13 @@ class RoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "role", "location", "organization", "created_at"]
     list_filter = ["role", "organization", "location"]
     search_fields = ["user__username", "user__public_id", "location__public_id", "organization__name"]
     autocomplete_fields = ["user", "role", "location", "organization"]
 
-    def save_model(self, request: HttpRequest, obj: Membership, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+    def save_model(self, request: HttpRequest, obj: Membership, form: ModelForm, change: bool) -> None:
         before = admin_history.snapshot([obj.pk]) if change else {}
         super().save_model(request, obj, form, change)
         admin_history.record_membership_changes(request, before, admin_history.snapshot([obj.pk]), skip=obj)
@@ -154,7 +154,7 @@ def admin_permissions() -> QuerySet[Permission]:
     )
 
 
-class GroupForm(forms.ModelForm):  # type: ignore[type-arg]
+class GroupForm(forms.ModelForm):
     """A group's admin rights and its members, edited in one place (the user page shows groups read-only)."""
 
     members = forms.ModelMultipleChoiceField(
@@ -170,8 +170,10 @@ class GroupForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["permissions"].queryset = admin_permissions()  # type: ignore[attr-defined]
-        self.fields["permissions"].help_text = "Admin rights only; channel access comes from memberships."
+        permissions = self.fields["permissions"]
+        assert isinstance(permissions, forms.ModelMultipleChoiceField)
+        permissions.queryset = admin_permissions()
+        permissions.help_text = "Admin rights only; channel access comes from memberships."
         if self.instance.pk:
             self.fields["members"].initial = list(self.instance.user_set.values_list("pk", flat=True))
 
@@ -184,7 +186,7 @@ class GroupAdmin(DjangoGroupAdmin):
     form = GroupForm
     fields = ["name", "permissions", "members"]
 
-    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:  # type: ignore[type-arg]
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         group: Model = form.instance
         assert isinstance(group, Group)

@@ -154,7 +154,7 @@ def _loaded_memberships(memberships: QuerySet[Membership]) -> list[Membership]:
 
 
 def effective_access(user: User) -> EffectiveAccess:
-    """Every location ``user`` may see (inactive ones too, marked), what is held there and why; three queries."""
+    """Every location ``user`` may see (inactive ones too, marked), what is held there and why; 3 queries at most."""
     memberships = _loaded_memberships(Membership.objects.filter(user=user).order_by("pk"))
     locations = Location.objects.select_related("organization").order_by("organization__name", "name", "pk")
     if not user.is_superuser:
@@ -181,7 +181,7 @@ class LocationHolders:
 
 
 def holders_at(location: Location) -> LocationHolders:
-    """The other side of ``effective_access``: every grant that reaches ``location``; three queries."""
+    """The other side of ``effective_access``: every grant that reaches ``location``; at most three queries."""
     memberships = _loaded_memberships(
         Membership.objects.filter(Q(location=location) | Q(organization_id=location.organization_id)).order_by(
             "user__username", "pk"

@@ -22,12 +22,12 @@ from realtime.registry import CHANNELS, Scope
 from realtime.subscribe_check import SubscribeAnswer, check_subscribe
 
 
-class LocationChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
+class LocationChoice(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         return f"{obj}" if obj.is_active else f"{obj} (inactive)"
 
 
-class UserChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
+class UserChoice(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         suffix = "" if obj.is_active else " (inactive)"
         return f"{obj.username} ({obj.public_id}){suffix}"
