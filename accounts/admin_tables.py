@@ -70,32 +70,43 @@ def render_effective_access(user: User) -> SafeString:
     rows = []
     for location_access in access.locations:
         location = location_access.location
-        if location.is_active:
-            status = mark_safe("active") if user.is_active else mark_safe("<strong>user inactive</strong>")
+        if not location.is_active:
+            status, status_html = "inactive location", mark_safe("<strong>inactive location</strong>: refused")
+        elif not user.is_active:
+            status, status_html = "user inactive", mark_safe("<strong>user inactive</strong>")
         else:
-            status = mark_safe("<strong>inactive location</strong>: the gateway refuses it")
-        if not location_access.permissions:
+            status, status_html = "active", mark_safe("active")
+        held = list(location_access.permissions.items())
+        # One row a permission (what the tests and the eye look up), the location's cells spanning its rows.
+        location_cells = format_html(
+            '<td rowspan="{}">{}</td><td rowspan="{}">{}</td><td rowspan="{}">{}</td>',
+            max(len(held), 1),
+            _link("admin:locations_location_change", location.pk, str(location)),
+            max(len(held), 1),
+            location.organization,
+            max(len(held), 1),
+            status_html,
+        )
+        if not held:
             rows.append(
                 format_html(
-                    '<tr data-location="{}" data-permission="" data-effective="false"><td>{}</td><td>{}</td>'
-                    "<td>{}</td><td>(none: the role grants no catalog permission)</td><td></td></tr>",
+                    '<tr data-location="{}" data-permission="" data-effective="false" data-status="{}">{}'
+                    "<td>(none: the role grants no catalog permission)</td><td></td></tr>",
                     location.public_id,
-                    _link("admin:locations_location_change", location.pk, str(location)),
-                    location.organization,
                     status,
+                    location_cells,
                 )
             )
-        for code, grants in location_access.permissions.items():
+        for index, (code, grants) in enumerate(held):
             rows.append(
                 format_html(
-                    '<tr data-location="{}" data-permission="{}" data-effective="{}"><td>{}</td><td>{}</td>'
-                    '<td>{}</td><td><code>{}</code> <span class="help">{}</span></td><td>{}</td></tr>',
+                    '<tr data-location="{}" data-permission="{}" data-effective="{}" data-status="{}">{}'
+                    '<td><code>{}</code> <span class="help">{}</span></td><td>{}</td></tr>',
                     location.public_id,
                     code,
                     "true" if location_access.effective else "false",
-                    _link("admin:locations_location_change", location.pk, str(location)),
-                    location.organization,
                     status,
+                    location_cells if index == 0 else "",
                     code,
                     _description(code),
                     _join(_grant_cell(g, show_user=False) for g in grants),

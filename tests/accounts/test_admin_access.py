@@ -143,7 +143,8 @@ def test_user_page_shows_effective_access_with_its_source(admin_client: Client, 
     assert len(downtown) == 9  # every catalog permission, each from the organization-wide membership
     assert all("manager through organization Demo Bistro Group" in r and 'data-effective="true"' in r for r in downtown)
     uptown = [r for r in table if 'data-location="loc-abc456"' in r]
-    assert uptown and all('data-effective="false"' in r and "inactive location" in r for r in uptown)
+    assert uptown and all('data-effective="false" data-status="inactive location"' in r for r in uptown)
+    assert "<strong>inactive location</strong>" in uptown[0]
     main = {re.search(r'data-permission="([^"]+)"', r).group(1): r for r in table if "loc-other1" in r}  # type: ignore[union-attr]
     assert set(main) == {"orders.read", "tables.read", "notifications.read"}
     assert "server at this location" in main["orders.read"]
@@ -156,7 +157,7 @@ def test_user_page_marks_an_inactive_user_and_a_user_without_access(admin_client
     sarah.save()
     page = admin_client.get(url(User, "change", sarah.pk)).content.decode()
     assert "This user is inactive: the gateway refuses their connections" in page
-    assert all('data-effective="false"' in r and "user inactive" in r for r in rows(page, "effective-access"))
+    assert all('data-effective="false" data-status="user inactive"' in r for r in rows(page, "effective-access"))
     nobody = User.objects.create_user("nobody", password="x")
     page = admin_client.get(url(User, "change", nobody.pk)).content.decode()
     assert "No access: this user has no membership" in page
