@@ -2,10 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from realtime.admin_views import check_subscription_view
 from realtime.api import views as api
 from realtime.views import ConsoleView
 
 urlpatterns = [
+    path(
+        "admin/check-subscription/",
+        admin.site.admin_view(check_subscription_view),
+        name="admin-check-subscription",
+    ),
     path("admin/", admin.site.urls),
     path("v1/auth/token", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("v1/auth/token/refresh", TokenRefreshView.as_view(), name="token_refresh"),

@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.utils.safestring import SafeString
 
+from accounts.admin import MembershipHistoryMixin
+from accounts.admin_tables import render_holders
 from accounts.models import Membership
 from locations.models import KitchenTicket, Location, Order, Organization, Table
 
@@ -25,18 +28,23 @@ class LocationInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(MembershipHistoryMixin, admin.ModelAdmin):
     list_display = ["name", "public_id"]
     search_fields = ["name", "public_id"]
     inlines = [LocationInline, OrganizationStaffInline]
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(MembershipHistoryMixin, admin.ModelAdmin):
     list_display = ["public_id", "name", "organization", "time_zone", "is_active"]
     list_filter = ["organization", "is_active", "time_zone"]
     search_fields = ["public_id", "name", "organization__name"]
     inlines = [LocationStaffInline]
+    readonly_fields = ["holders"]
+
+    @admin.display(description="Who holds each permission here")
+    def holders(self, location: Location) -> SafeString | str:
+        return render_holders(location) if location.pk else "-"
 
 
 @admin.register(Order)
