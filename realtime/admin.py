@@ -32,9 +32,7 @@ LOCATION_CHANNELS = tuple(spec.name for spec in CHANNELS if spec.scope is Scope.
 ANY_CHANNEL = "*"
 
 
-def screens_per_channel(
-    connections: list[live.LiveConnection], location_ids: list[str]
-) -> dict[str, dict[str, int]]:
+def screens_per_channel(connections: list[live.LiveConnection], location_ids: list[str]) -> dict[str, dict[str, int]]:
     """For each location, how many connections read each location channel there (subscribed or present).
 
     ``ANY_CHANNEL`` counts the distinct connections at the location over all channels.

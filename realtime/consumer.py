@@ -194,13 +194,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         """The fields of a structured log line (``LOG_FORMAT=json``) about this connection."""
         context: dict[str, Any] = {"connection_id": self.connection_id, "user_id": self.user_id or None, "event": event}
         if code is not None:
-            context["code"] = code
+            context["code"] = str(code)  # one type for log indexes: a close code ("4408") or an error code
         return context
 
     def _refuse(self, error: ProtocolError, started: float, close_code: int | None = None) -> None:
         """Refuse the handshake with ``error``; counted as a failed ``connect`` command."""
         metrics.record_command("connect", metrics.error_code_label(error.code), time.perf_counter() - started)
-        logger.info("connection refused: %s", error.message, extra=self._log_context("refused", error.code.value))
+        logger.info("connection refused: %s", error.message, extra=self._log_context("refused", error.code))
         self._fail(error, close_code)
 
     def force_disconnect(self, reason: str) -> None:

@@ -99,9 +99,7 @@ async def expect_disconnected(client: WsClient, reason: str) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
 
 
-async def test_the_page_lists_connections_of_both_processes_and_disconnects_wherever_they_live(
-    gateways, shared_redis
-):
+async def test_the_page_lists_connections_of_both_processes_and_disconnects_wherever_they_live(gateways, shared_redis):
     a = gateways(shared_redis, **FAST_BEAT)
     b = gateways(shared_redis, **FAST_BEAT)
     sarah_a = await WsClient.open(a.ws, login(a, "sarah"))
@@ -161,9 +159,7 @@ async def test_the_page_lists_connections_of_both_processes_and_disconnects_wher
     await again.close()
 
 
-async def test_deactivating_with_the_disconnect_keeps_the_user_out_and_a_dead_process_drops_off(
-    gateways, shared_redis
-):
+async def test_deactivating_with_the_disconnect_keeps_the_user_out_and_a_dead_process_drops_off(gateways, shared_redis):
     a = gateways(shared_redis, **FAST_BEAT)
     b = gateways(shared_redis, **FAST_BEAT)
     sarah_token = login(a, "sarah")

@@ -65,9 +65,7 @@ async def wait_for_metric(gateway: Gateway, name: str, wanted: float, timeout: f
 
 async def test_a_scripted_session_gives_exact_counter_values(gateways):
     # A long abort delay: the slow client, reading late, still finds its 4408 close frame (as in the hardening test).
-    gateway = gateways(
-        REALTIME_MAX_SEND_BUFFER_BYTES=str(256 * 1024), REALTIME_SLOW_CONSUMER_ABORT_SECONDS="60"
-    )
+    gateway = gateways(REALTIME_MAX_SEND_BUFFER_BYTES=str(256 * 1024), REALTIME_SLOW_CONSUMER_ABORT_SECONDS="60")
     john = login(gateway, "john")
     status, before = scrape(gateway)
     assert status == 200
