@@ -211,7 +211,8 @@ LOGGING = {
 }
 if LOG_FORMAT == "json":
     # The servers' loggers write through the JSON handler too, so every line of the process is one JSON object.
-    for _server_logger in ("uvicorn", "uvicorn.error", "uvicorn.access", "daphne"):
+    # Not uvicorn.access: realtime.serve turns it off (--no-access-log), and a handler here would turn it back on.
+    for _server_logger in ("uvicorn", "uvicorn.error", "daphne"):
         LOGGING["loggers"][_server_logger] = {  # type: ignore[index]
             **LOGGING["loggers"].get(_server_logger, {}),  # type: ignore[attr-defined]
             "handlers": ["console"],
