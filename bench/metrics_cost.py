@@ -80,4 +80,8 @@ async def scenario_metrics(bench: Bench) -> dict[str, Any]:
     bench.notes.append(note)
     bench.emit(json.dumps({"scenario": "metrics", **verdict}))
     bench.emit(note)
-    return {**runs, "comparison": verdict}
+    merged = {
+        name: {"target": name, "steps": [step for r in rounds for step in r.get("steps", [])], "rounds": rounds}
+        for name, rounds in runs.items()
+    }
+    return {**merged, "comparison": verdict}
