@@ -27,7 +27,7 @@ def cpu_by_rate(results: list[dict[str, Any]]) -> dict[float, list[float]]:
     found: dict[float, list[float]] = {}
     for result in results:
         for step in result.get("steps", []):
-            if step.get("server_cpu_us_per_delivery") is not None and step.get("lost", 0) == 0:
+            if step.get("server_cpu_us_per_delivery") is not None:  # a lossy step still has CPU per delivery
                 found.setdefault(step["rate"], []).append(step["server_cpu_us_per_delivery"])
     return found
 
@@ -47,8 +47,10 @@ def compare(on: list[dict[str, Any]], off: list[dict[str, Any]]) -> dict[str, An
             }
         )
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-    disturbed = any(step.get("disturbed") for result in (*on, *off) for step in result.get("steps", []))
+    steps = [step for result in (*on, *off) for step in result.get("steps", [])]
+    disturbed = any(step.get("disturbed") for step in steps)
     return {
+        "lossy_steps": [step["label"] for step in steps if step.get("lost")],
         "budget_ratio": BUDGET_RATIO,
         "by_rate": rows,
         "worst_ratio": max(ratios) if ratios else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from functools import cache
 
 from django.conf import settings
@@ -17,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from realtime import metrics
 from realtime.errors import Forbidden, MethodNotAllowed, NotFound
+
+logger = logging.getLogger(__name__)
 
 
 @cache
@@ -32,7 +35,12 @@ def address_allowed(address: str, allowed: list[str]) -> bool:
         return False  # a unix socket or garbage: not an address we can vouch for
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in _networks(tuple(allowed)))
+    try:
+        networks = _networks(tuple(allowed))
+    except ValueError:
+        logger.error("METRICS_ALLOWED_IPS is not a list of addresses or networks: %r; refusing", allowed)
+        return False  # fail closed
+    return any(ip.version == net.version and ip in net for net in networks)
 
 
 def token_allowed(request: HttpRequest, expected: str) -> bool:

@@ -96,6 +96,7 @@ def test_no_metric_has_an_unbounded_label():
         ("192.168.1.5", ["127.0.0.1", "::1"], False),
         ("", ["127.0.0.1"], False),
         ("not-an-ip", ["127.0.0.1"], False),
+        ("127.0.0.1", ["127.0.0.1", "localhost"], False),  # a bad setting refuses everyone
     ],
 )
 def test_address_allowlist(address, allowed, expected):
