@@ -139,10 +139,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closing = True
         sendq = getattr(self, "sendq", None)
-        closed_with = sendq.close_code if sendq is not None and sendq.close_code is not None else code
+        server_code = sendq.close_code if sendq is not None else None
+        closed_with = server_code if server_code is not None else code
         metrics.record_disconnect(closed_with)
+        # Closes the server chose say why at INFO; a restart's 1012s are summed up by the lifespan shutdown instead.
         logger.log(
-            logging.INFO if sendq is not None and sendq.close_code is not None else logging.DEBUG,
+            logging.INFO if server_code not in (None, CloseCode.SERVICE_RESTART) else logging.DEBUG,
             "connection closed (%s)",
             closed_with,
             extra=self._log_context("disconnected", closed_with),

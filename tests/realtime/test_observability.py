@@ -272,3 +272,38 @@ def test_json_log_lines_carry_the_context_and_no_token():
         "4401",
     )
     assert "secret" not in line and "access_token=[redacted]" in parsed["exception"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_admin_page_without_redis_shows_this_process_and_disconnects(token_for, admin_client):
+    from asgiref.sync import sync_to_async
+
+    async with open_client(token_for("sarah"), headers=[(b"user-agent", b"KDS 2")]) as sarah:
+        await sarah.subscribe("orders", AT)
+        connection_id = sarah.connected["connection_id"]
+        await directory_until(lambda f: by_id(f).get(connection_id) and by_id(f)[connection_id].subscriptions)
+        page = await sync_to_async(admin_client.get)("/admin/live-connections/?location=loc-xyz789")
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert f'data-connection-id="{connection_id}"' in text and "KDS 2" in text
+        assert 'data-location="loc-xyz789" data-screens="1"' in text
+        posted = await sync_to_async(admin_client.post)(
+            "/admin/live-connections/",
+            {"action": "disconnect_connection", "connection_id": connection_id, "reason": "Test over"},
+        )
+        assert posted.status_code == 302
+        assert await sarah.recv() == {"type": "error", "code": "disconnected", "message": "Test over"}
+        assert (await sarah.ws.receive_output(2))["code"] == 4000
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_admin_page_is_for_staff_only(client, world):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(client.force_login)(world["sarah"])
+    answer = await sync_to_async(client.get)("/admin/live-connections/")
+    assert answer.status_code == 302 and answer["Location"].startswith("/admin/login/")
+    posted = await sync_to_async(client.post)(
+        "/admin/live-connections/", {"action": "disconnect_user", "user_id": "user-john", "reason": "no"}
+    )
+    assert posted.status_code == 302 and posted["Location"].startswith("/admin/login/")
