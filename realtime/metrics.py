@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.core.signals import setting_changed
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -74,6 +75,7 @@ OUTBOX_BACKLOG = Gauge(
 # Children resolved once: ``labels()`` costs a lock and a dict lookup, the fan-out path should not pay it per event.
 _deliveries = {name: DELIVERIES.labels(name) for name in CHANNEL_NAMES}
 _lag = {name: DELIVERY_LAG.labels(name) for name in CHANNEL_NAMES}
+_published = {(c, s): EVENTS_PUBLISHED.labels(c, s) for c in CHANNEL_NAMES for s in PUBLISH_SOURCES}
 
 
 def _initialize_labels() -> None:
@@ -95,8 +97,24 @@ def _initialize_labels() -> None:
 _initialize_labels()
 
 
+_enabled: bool | None = None
+
+
 def enabled() -> bool:
-    return bool(realtime_settings.METRICS_ENABLED)
+    """``REALTIME_METRICS_ENABLED``, read once (it is asked per event) and again after a settings change."""
+    global _enabled
+    if _enabled is None:
+        _enabled = bool(realtime_settings.METRICS_ENABLED)
+    return _enabled
+
+
+def _forget_enabled(*, setting: str, **kwargs: Any) -> None:
+    global _enabled
+    if setting == "REALTIME":
+        _enabled = None
+
+
+setting_changed.connect(_forget_enabled)
 
 
 def close_code_label(code: int | None) -> str:
@@ -140,7 +158,10 @@ def record_fanout(message: dict[str, Any], sent: int) -> None:
 def record_published(stream: str, source: str, append_seconds: float) -> None:
     if not enabled():
         return
-    EVENTS_PUBLISHED.labels(channel_of_stream(stream), source if source in PUBLISH_SOURCES else OTHER).inc()
+    child = _published.get((stream.partition(":")[0], source))
+    if child is None:
+        child = EVENTS_PUBLISHED.labels(channel_of_stream(stream), source if source in PUBLISH_SOURCES else OTHER)
+    child.inc()
     HISTORY_APPEND.observe(append_seconds)
 
 
