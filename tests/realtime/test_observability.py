@@ -296,14 +296,12 @@ async def test_the_admin_page_without_redis_shows_this_process_and_disconnects(t
         assert (await sarah.ws.receive_output(2))["code"] == 4000
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_the_admin_page_is_for_staff_only(client, world):
-    from asgiref.sync import sync_to_async
-
-    await sync_to_async(client.force_login)(world["sarah"])
-    answer = await sync_to_async(client.get)("/admin/live-connections/")
+@pytest.mark.django_db
+def test_the_admin_page_is_for_staff_only(client, world):
+    client.force_login(world["sarah"])
+    answer = client.get("/admin/live-connections/")
     assert answer.status_code == 302 and answer["Location"].startswith("/admin/login/")
-    posted = await sync_to_async(client.post)(
+    posted = client.post(
         "/admin/live-connections/", {"action": "disconnect_user", "user_id": "user-john", "reason": "no"}
     )
     assert posted.status_code == 302 and posted["Location"].startswith("/admin/login/")
