@@ -30,9 +30,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, scenarios, servers
+from bench import metrics_cost, report, scenarios, servers
 from bench.scenarios import BASELINE, FULL, GATEWAY, QUICK, Bench, Scale, World
 
+scenarios.SCENARIOS["metrics"] = metrics_cost.scenario_metrics  # issue 15: metrics on vs off (not in the full run)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789abcdef"
 RAISED_LIMITS = {"REALTIME_MAX_CONNECTIONS_PER_USER": "10000"}

@@ -175,12 +175,28 @@ SIMPLE_JWT = {
 # The gateway's own tunables; defaults and environment overrides live in realtime/conf.py.
 REALTIME: dict[str, object] = {}
 
+# Observability (issue 15): who may scrape GET /metrics (addresses or networks, or the bearer token), log format.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")  # text | json (one JSON object per line)
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "realtime.logs.JsonFormatter"},
+    },
     "filters": {"redact_tokens": {"()": "realtime.logs.RedactTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["redact_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # Servers' own loggers keep their handlers; the filter still keeps tokens out of what they print.
@@ -193,6 +209,15 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+if LOG_FORMAT == "json":
+    # The servers' loggers write through the JSON handler too, so every line of the process is one JSON object.
+    # Not uvicorn.access: realtime.serve turns it off (--no-access-log), and a handler here would turn it back on.
+    for _server_logger in ("uvicorn", "uvicorn.error", "daphne"):
+        LOGGING["loggers"][_server_logger] = {  # type: ignore[index]
+            **LOGGING["loggers"].get(_server_logger, {}),  # type: ignore[attr-defined]
+            "handlers": ["console"],
+            "propagate": False,
+        }
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BEHIND_TLS_PROXY")

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
     # REST publish: how long a publisher's grant is remembered (dropped at once when access changes; 0 = never)
     "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
+    # Observability (issue 15): Prometheus metrics on /metrics; off, the hot path skips even the per-event count
+    "METRICS_ENABLED": True,
 }
 
 

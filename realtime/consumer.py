@@ -20,7 +20,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import presence, protocol
+from realtime import live, metrics, presence, protocol
 from realtime import redis as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
@@ -29,6 +29,7 @@ from realtime.connections import get_connection_registry
 from realtime.errors import (
     CloseCode,
     ConnectionLimit,
+    Disconnected,
     Forbidden,
     InternalError,
     InvalidMessage,
@@ -49,6 +50,14 @@ logger = logging.getLogger(__name__)
 
 # No per-connection channel-layer channel: the process hub holds the layer groups (see realtime.hub).
 NO_PER_CONNECTION_LAYER = "__realtime_hub_only__"
+# Commands whose success changes what the live-connections directory shows of a connection (realtime.live).
+CHANGES_LIVE_ENTRY = (
+    protocol.Subscribe,
+    protocol.Unsubscribe,
+    protocol.UnsubscribeAll,
+    protocol.PresenceJoin,
+    protocol.PresenceLeave,
+)
 
 
 class GatewayConsumer(AsyncWebsocketConsumer):
@@ -60,7 +69,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     # Connection lifecycle -----------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        started = time.perf_counter()
         self.connection_id = protocol.new_id("conn")
+        self.connected_at = protocol.now_iso()
         self.closing = False
         self.identity: Identity | None = None
         self.state = protocol.ConnectionState(max_subscriptions=int(realtime_settings.MAX_SUBSCRIPTIONS))
@@ -74,6 +85,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         credentials = extract_credentials(self.scope)
         # Accept before any refusal: a close before accept reaches browsers as 1006 with no reason.
         await self.accept(credentials.subprotocol)
+        metrics.record_connection_opened()
         self.sendq = SendQueue(
             self.base_send,
             max_frames=int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES),
@@ -81,12 +93,12 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             on_overflow=self._close_slow_consumer,
         )
         if not self._origin_allowed():
-            self._fail(Forbidden("Origin not allowed"), CloseCode.FORBIDDEN)
+            self._refuse(Forbidden("Origin not allowed"), started, CloseCode.FORBIDDEN)
             return
         try:
             self.identity = await aauthenticate_token(credentials.token)
         except Unauthenticated as exc:
-            self._fail(exc)
+            self._refuse(exc, started)
             return
         user = self.identity.user
         self.user_id = user.public_id
@@ -96,13 +108,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         except Exception as exc:
             if not shared_redis.is_outage(exc):
                 raise
-            self._fail(Unavailable(), CloseCode.TRY_AGAIN_LATER)
+            metrics.record_redis_error("connections")
+            self._refuse(Unavailable(), started, CloseCode.TRY_AGAIN_LATER)
             return
         if not admitted:
-            self._fail(ConnectionLimit(limit))
+            self._refuse(ConnectionLimit(limit), started)
             return
         self.hub = await aget_hub()
         self.hub.register(self)
+        live.get_tracker().touch(self)
+        metrics.record_command("connect", "ok", time.perf_counter() - started)
+        logger.debug("connection opened", extra=self._log_context("connected"))
         self._spawn(self._expire_token_when_due(self.identity.expires_at))
         self.push(
             {
@@ -122,6 +138,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        sendq = getattr(self, "sendq", None)
+        server_code = sendq.close_code if sendq is not None else None
+        closed_with = server_code if server_code is not None else code
+        metrics.record_disconnect(closed_with)
+        # Closes the server chose say why at INFO; a restart's 1012s are summed up by the lifespan shutdown instead.
+        logger.log(
+            logging.INFO if server_code not in (None, CloseCode.SERVICE_RESTART) else logging.DEBUG,
+            "connection closed (%s)",
+            closed_with,
+            extra=self._log_context("disconnected", closed_with),
+        )
         for task in list(self.tasks):
             task.cancel()
         if getattr(self, "sendq", None) is not None:
@@ -130,6 +157,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         hub, self.hub = self.hub, None
         hub.unregister(self)
+        live.get_tracker().forget(self.connection_id)
         with contextlib.suppress(Exception):
             await get_connection_registry().remove(self.user_id, self.connection_id)
         _, groups = self.state.remove_all()
@@ -164,6 +192,26 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         # Server-side and mobile clients send no Origin; they are judged by their token alone.
         return origin is None or origin.decode("latin-1") in allowed
 
+    def _log_context(self, event: str, code: int | str | None = None) -> dict[str, Any]:
+        """The fields of a structured log line (``LOG_FORMAT=json``) about this connection."""
+        context: dict[str, Any] = {"connection_id": self.connection_id, "user_id": self.user_id or None, "event": event}
+        if code is not None:
+            context["code"] = str(code)  # one type for log indexes: a close code ("4408") or an error code
+        return context
+
+    def _refuse(self, error: ProtocolError, started: float, close_code: int | None = None) -> None:
+        """Refuse the handshake with ``error``; counted as a failed ``connect`` command."""
+        metrics.record_command("connect", metrics.error_code_label(error.code), time.perf_counter() - started)
+        logger.info("connection refused: %s", error.message, extra=self._log_context("refused", error.code))
+        self._fail(error, close_code)
+
+    def force_disconnect(self, reason: str) -> None:
+        """An operator closed this connection (``realtime.live``): tell the client why, close with 4000."""
+        if self.closing:
+            return
+        logger.info("disconnected by an operator: %s", reason, extra=self._log_context("force_disconnect", 4000))
+        self._fail(Disconnected(reason or None))
+
     def _fail(self, error: ProtocolError, close_code: int | None = None) -> None:
         """Answer with ``error`` and close: nothing else is processed on this connection."""
         self.closing = True
@@ -185,7 +233,13 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     def _close_slow_consumer(self) -> None:
         if self.closing:
             return
-        logger.info("closing slow consumer %s (%d frames waiting)", self.connection_id, len(self.sendq))
+        logger.info(
+            "closing slow consumer %s (%d frames waiting)",
+            self.connection_id,
+            len(self.sendq),
+            extra=self._log_context("slow_consumer", int(CloseCode.SLOW_CONSUMER)),
+        )
+        metrics.record_slow_consumer_close()
         self.closing = True
         self.sendq.drop_pending()  # what it could not read is dropped; it resumes from its last seq
         self.sendq.put_close(CloseCode.SLOW_CONSUMER)
@@ -203,6 +257,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         retry_after = self.bucket.take(time.monotonic())
         if retry_after:
+            metrics.record_rate_limited()
             self.violations += 1
             if self.violations > int(realtime_settings.RATE_LIMIT_MAX_VIOLATIONS):
                 self._fail(RateLimited(int(retry_after * 1000) + 1), CloseCode.POLICY_VIOLATION)
@@ -210,6 +265,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 self.push(RateLimited(int(retry_after * 1000) + 1).as_frame())
             return
         request_id: str | int | None = None
+        started = time.perf_counter()
+        kind, result = "invalid", "ok"
         try:
             if text_data is None:
                 raise InvalidMessage("Binary frames are not supported; send JSON text frames")
@@ -218,19 +275,38 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             except (ValueError, RecursionError):
                 raise InvalidMessage("Message is not valid JSON") from None
             request_id = protocol.request_id_of(raw)
+            kind = metrics.command_type_label(raw)
             command = protocol.parse_object(raw)
             await self.handlers[type(command)](self, command)
+            if isinstance(command, CHANGES_LIVE_ENTRY):
+                self._update_live_entry()
         except ProtocolError as exc:
+            result = metrics.error_code_label(exc.code)
             self.push(exc.as_frame(request_id))
             if exc.close_code is not None:
                 self.close_after_flush(exc.close_code)
         except Exception as exc:
             if shared_redis.is_outage(exc):
-                logger.warning("backend unavailable for connection %s: %s", self.connection_id, exc)
+                result = "unavailable"
+                metrics.record_redis_error("command")
+                logger.warning(
+                    "backend unavailable for connection %s: %s",
+                    self.connection_id,
+                    exc,
+                    extra=self._log_context("unavailable", "unavailable"),
+                )
                 self.push(Unavailable().as_frame(request_id))
                 return
-            logger.exception("unhandled error for connection %s (user %s)", self.connection_id, self.user_id)
+            result = "internal_error"
+            logger.exception(
+                "unhandled error for connection %s (user %s)",
+                self.connection_id,
+                self.user_id,
+                extra=self._log_context("internal_error", "internal_error"),
+            )
             self.push(InternalError().as_frame(request_id))
+        finally:
+            metrics.record_command(kind, result, time.perf_counter() - started)
 
     @property
     def user(self) -> Any:
@@ -267,6 +343,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             raise
         extra: dict[str, Any] = {}
         if command.resume is not None:  # the client asked to resume: say what was covered and where streams stand
+            metrics.record_resume({stream: covered.get(stream, False) for stream in command.resume})
             # A stream outside this subscription is answered false: nothing replayed, nothing leaked.
             extra["resumed"] = {stream: covered.get(stream, False) for stream in command.resume}
             extra["positions"] = {
@@ -409,32 +486,36 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     # Called by the hub: no awaiting, no database ---------------------------------------------------------------
 
-    def deliver_event(self, message: dict[str, Any]) -> None:
+    def deliver_event(self, message: dict[str, Any]) -> int:
+        """Hand the event to each matching subscription; return how many frames were sent (for the metrics)."""
         subscriptions = self.state.by_group.get(message["group"])
         if not subscriptions or self.closing:
-            return
+            return 0
         event = message["event"]
         fields = message["fields"]
+        sent = 0
         for subscription in subscriptions:
-            if subscription.matcher.matches(event, fields):
-                self._deliver_to(subscription, message)
+            if subscription.matcher.matches(event, fields) and self._deliver_to(subscription, message):
+                sent += 1
+        return sent
 
-    def _deliver_to(self, subscription: protocol.Subscription, message: dict[str, Any]) -> None:
+    def _deliver_to(self, subscription: protocol.Subscription, message: dict[str, Any]) -> bool:
         if subscription.pending is not None:
             subscription.pending.append(message)
-            return
+            return False
         stream = message["stream"]
         position = subscription.positions.get(stream)
         seq = message["seq"]
         # An empty epoch is a stream that had no history yet when the subscription started: any epoch continues it.
         if position is not None and position[0] in (message["epoch"], ""):
             if seq <= position[1]:
-                return  # already sent (replay and live feed overlap at the seam)
+                return False  # already sent (replay and live feed overlap at the seam)
             if seq > position[1] + 1:
                 self._catch_up(subscription, stream, position, message)
-                return
+                return False
         subscription.positions[stream] = (message["epoch"], seq)
         self.push_text(subscription.frame_prefix + message["tail"])
+        return True
 
     def _catch_up(
         self, subscription: protocol.Subscription, stream: str, position: tuple[str, int], message: dict[str, Any]
@@ -506,6 +587,11 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                 presence.get_keeper().untrack(self.connection_id, key)
                 await presence.aleave(key, self.connection_id)
                 await self._leave_group_if_unused(group_for_stream(key))
+        self._update_live_entry()
+
+    def _update_live_entry(self) -> None:
+        if self.hub is not None:  # still registered: not closed meanwhile
+            live.get_tracker().touch(self)
 
     # Token lifetime -----------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import access_cache
+from realtime import access_cache, live, metrics
 from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
 from realtime.groups import CONTROL_GROUP
@@ -32,13 +32,15 @@ class Member(Protocol):
     user_id: str
     connection_id: str
 
-    def deliver_event(self, message: dict[str, Any]) -> None: ...
+    def deliver_event(self, message: dict[str, Any]) -> int: ...
 
     def deliver_presence(self, message: dict[str, Any]) -> None: ...
 
     def on_access_changed(self) -> None: ...
 
     async def close_for_restart(self, code: int) -> None: ...
+
+    def force_disconnect(self, reason: str) -> None: ...
 
 
 class Hub:
@@ -54,6 +56,7 @@ class Hub:
             "rt.event": self._on_event,
             "rt.presence": self._on_presence,
             "rt.access_changed": self._on_access_changed,
+            "rt.disconnect": self._on_disconnect,
         }
 
     async def start(self) -> None:
@@ -117,6 +120,7 @@ class Hub:
         await get_connection_registry().renew(
             {user_id: [m.connection_id for m in members] for user_id, members in self.users.items()}
         )
+        await live.get_tracker().beat()
 
     async def _beat_forever(self) -> None:
         while True:
@@ -126,6 +130,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.record_redis_error("heartbeat")
                 logger.exception("heartbeat failed; retrying on the next beat")
 
     # Delivery -------------------------------------------------------------------------------------------------
@@ -137,6 +142,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.record_redis_error("layer_receive")
                 logger.exception("hub receive failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
@@ -153,8 +159,11 @@ class Hub:
             logger.exception("hub failed to dispatch %s", message.get("type"))
 
     def _on_event(self, message: dict[str, Any]) -> None:
+        sent = 0
         for member in tuple(self.members.get(message["group"], ())):
-            member.deliver_event(message)
+            sent += member.deliver_event(message)
+        if sent and metrics.enabled():
+            metrics.record_fanout(message, sent)  # once per event, with its number of recipients
 
     def _on_presence(self, message: dict[str, Any]) -> None:
         for member in tuple(self.members.get(message["group"], ())):
@@ -167,6 +176,11 @@ class Hub:
         for user_id in list(targets):
             for member in tuple(self.users.get(user_id, ())):
                 member.on_access_changed()
+
+    def _on_disconnect(self, message: dict[str, Any]) -> None:
+        """An operator's disconnect (``realtime.live.request_disconnect``): close the targets that live here."""
+        for member in live.disconnect_targets(self.users, message):
+            member.force_disconnect(str(message.get("reason") or ""))
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Hub]] = weakref.WeakKeyDictionary()

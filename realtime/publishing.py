@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +24,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
+from realtime import metrics
 from realtime import redis as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
@@ -120,6 +122,7 @@ def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], ta
         "event": record["event"],
         "fields": record["fields"],
         "tail": tail,
+        "timestamp": record["timestamp"],  # for the delivery-lag histogram (realtime.metrics)
     }
 
 
@@ -130,22 +133,30 @@ async def apublish(
     location_id: str | None = None,
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
+    source: str = "python",
 ) -> PublishedEvent:
-    """Publish one event to every subscriber of its stream, on every gateway process."""
+    """Publish one event to every subscriber of its stream, on every gateway process.
+
+    ``source`` (``metrics.PUBLISH_SOURCES``: rest, python, model, outbox) only labels the published-events metric.
+    """
     spec, scope_id = resolve_target(channel, event, location_id=location_id, user_id=user_id)
     if data is not None and not isinstance(data, Mapping):
         raise InvalidParams("Invalid parameter data: must be a JSON object", channel=spec.name)
     record = build_event(spec, event, scope_id, data or {})
     stream = spec.stream(scope_id)
     try:
+        started = time.perf_counter()
         seq, epoch = await get_history().append(stream, record_json(record))
+        appended = time.perf_counter() - started
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
         await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
         logger.warning("publish to %s failed: %s", stream, exc)
+        metrics.record_redis_error("publish")
         raise Unavailable() from exc
+    metrics.record_published(stream, source, appended)
     return PublishedEvent(record["event_id"], stream, seq, epoch)
 
 
@@ -197,9 +208,10 @@ def publish(
     location_id: str | None = None,
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
+    source: str = "python",
 ) -> PublishedEvent:
     """Publish from sync code (views, signals, management commands, workers)."""
-    return run_sync(apublish, channel, event, location_id=location_id, user_id=user_id, data=data)  # type: ignore[no-any-return]
+    return run_sync(apublish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)  # type: ignore[no-any-return]
 
 
 def publish_on_commit(
@@ -210,10 +222,11 @@ def publish_on_commit(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     using: str | None = None,
+    source: str = "python",
 ) -> None:
     """Publish once the current transaction commits, so nobody sees a change that was rolled back."""
     resolve_target(channel, event, location_id=location_id, user_id=user_id)  # fail at the call site, not later
-    send = partial(publish, channel, event, location_id=location_id, user_id=user_id, data=data)
+    send = partial(publish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)
     transaction.on_commit(send, using=using, robust=True)
 
 

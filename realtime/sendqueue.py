@@ -29,6 +29,7 @@ class SendQueue:
         self._queued_bytes = 0
         self._inflight: asyncio.Task[Any] | None = None
         self.closed = False  # a close frame was queued: nothing may follow it
+        self.close_code: int | None = None  # the code of the close frame queued, for metrics and logs
 
     def __len__(self) -> int:
         return len(self._queue) + (self._inflight is not None)
@@ -37,6 +38,8 @@ class SendQueue:
         self._put({"type": "websocket.send", "text": text})
 
     def put_close(self, code: int) -> None:
+        if not self.closed:
+            self.close_code = int(code)
         self._put({"type": "websocket.close", "code": int(code)})
         self.closed = True
 

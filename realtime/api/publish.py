@@ -113,7 +113,7 @@ async def publish_event(request: HttpRequest) -> JsonResponse:
         if not allowed:
             raise Forbidden(f"Not allowed to publish to {spec.stream(scope_id)}", required_permission="events.publish")
         published = await apublish(
-            spec.name, body.event, location_id=body.location_id, user_id=body.user_id, data=body.data
+            spec.name, body.event, location_id=body.location_id, user_id=body.user_id, data=body.data, source="rest"
         )
     except ProtocolError as error:
         return JsonResponse(error.as_body(), status=error.http_status)

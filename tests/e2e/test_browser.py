@@ -8,6 +8,7 @@ so each signs in afresh. SAVE_SCREENSHOT=1 writes docs/console.png from the scre
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,40 @@ def test_console_screenshot_with_live_events(open_page: Callable[..., Any], gate
         sarah.wait_for_timeout(1_500)  # let the arrival highlight fade
         sarah.screenshot(path=str(SCREENSHOT_PATH))
         assert Path(SCREENSHOT_PATH).stat().st_size > 10_000
+
+
+def test_admin_live_connections_shows_the_console_and_disconnects_it(
+    open_page: Callable[..., Any], gateway: support.Gateway
+) -> None:
+    """The operator's page in the browser: the console's connection is listed, disconnected, and comes back."""
+    from playwright.sync_api import expect
+
+    console = signed_in_page(open_page, gateway, "sarah")
+    support.subscribe_on_console(console, "orders", [LOCATION])
+    connection_before = console.locator(support.by_test_id("connection-detail")).inner_text()
+
+    admin = open_page()
+    admin.goto(f"{gateway.base_url}/admin/login/?next=/admin/")
+    admin.fill("#id_username", "admin")
+    admin.fill("#id_password", support.DEMO_PASSWORD)
+    admin.click("input[type=submit]")
+    admin.click(support.by_test_id("live-connections-link"))
+    expect(admin).to_have_title(re.compile("Live connections"))
+    rows = admin.locator(support.by_test_id("connection-row", user_id="user-sarah"))
+    expect(rows.locator(support.by_test_id("subscription", channel="orders"))).to_have_count(
+        1, timeout=EVENT_TIMEOUT_MS
+    )
+    row = rows.filter(has=admin.locator(support.by_test_id("subscription", channel="orders"))).first
+    screens = admin.locator(support.by_test_id("location-row", location=LOCATION))
+    expect(screens.locator(support.by_test_id("location-screens"))).not_to_have_text("0")
+
+    row.locator(support.by_test_id("reason")).fill("Moving this screen")
+    row.locator(support.by_test_id("disconnect-connection")).click()
+    expect(admin.locator(".messagelist")).to_contain_text("Moving this screen")
+
+    # The console hears the reason, reconnects after backoff with a new connection, and its subscription resumes.
+    state = console.locator(support.by_test_id("connection-state"))
+    expect(console.locator(support.by_test_id("connection-detail"))).not_to_have_text(connection_before, timeout=30_000)
+    expect(state).to_have_text("connected", timeout=30_000)
+    item = console.locator(support.by_test_id("subscription-item"))
+    expect(item).to_have_attribute("data-status", "active", timeout=EVENT_TIMEOUT_MS)

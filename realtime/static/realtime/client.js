@@ -32,6 +32,9 @@ export const CloseCode = Object.freeze({
   MESSAGE_TOO_BIG: 1009,
   SERVICE_RESTART: 1012,
   HEARTBEAT_TIMEOUT: 4000,
+  // The same code from the server: an operator disconnected us (after a "disconnected" error frame with the
+  // reason). Handled like a lost connection: reconnect with backoff; a deactivated user is then refused (4401).
+  DISCONNECTED: 4000,
   UNAUTHENTICATED: 4401,
   FORBIDDEN: 4403,
   SLOW_CONSUMER: 4408,
