@@ -65,7 +65,7 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 def now_iso() -> str:
-    """UTC now as ISO 8601 with a ``Z``, the only time format on the wire."""
+    """UTC now as ISO 8601 with a ``Z``: every time on the wire but ``expires_at`` (the JWT's epoch seconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -13,7 +13,7 @@
  *   });
  *   await sub.unsubscribe();
  *
- * Wire format: /work/shared/seed/websocket-subscriptions.txt and docs/client.md.
+ * Wire format: docs/protocol.md (and docs/asyncapi.json); this client: docs/client.md; types: client.d.ts.
  */
 
 /** The four states a client goes through; "closed" is also the state before the first connect(). */
