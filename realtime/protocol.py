@@ -28,6 +28,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from realtime.errors import (
@@ -60,7 +61,11 @@ def _seq_as_position(value: Any) -> Any:
     return {"seq": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-RequestId = Annotated[Any, AfterValidator(_check_request_id)]
+RequestId = Annotated[
+    Any,
+    AfterValidator(_check_request_id),
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]}),
+]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
