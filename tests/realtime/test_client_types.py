@@ -1,5 +1,5 @@
 """client.d.ts is written by hand; this keeps its lists of error codes, channels and events equal to the code.
-(`make typecheck-ts` checks that the declarations compile and type a real usage file.)"""
+(`make test-client` checks that the declarations compile and type a real usage file.)"""
 
 import re
 from pathlib import Path

@@ -1,4 +1,4 @@
-// Compiled with `tsc --noEmit` (make typecheck-ts): what an application writes against client.d.ts must type-check,
+// Compiled with `tsc --noEmit` (make test-client): what an application writes against client.d.ts must type-check,
 // and the @ts-expect-error lines must stay errors, so the declarations keep rejecting wrong use.
 import {
   CloseCode,

@@ -2,7 +2,7 @@
  * TypeScript declarations for client.js, the browser client of the gateway's WebSocket protocol at /v1/ws.
  *
  * The wire format is docs/protocol.md (machine-readable: docs/asyncapi.json); the client is described in
- * docs/client.md. Checked with `tsc --noEmit` against tools/ts/usage.ts (make typecheck-ts, run by .ci/run).
+ * docs/client.md. Checked with `tsc --noEmit` against tools/ts/usage.ts (make test-client, run by .ci/run).
  */
 
 // ----- the wire ------------------------------------------------------------------------------------------------
