@@ -1,6 +1,10 @@
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_safe
+from typing import Any
+
 from django.views.generic import TemplateView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from realtime.asyncapi import asyncapi_document
 
@@ -11,7 +15,11 @@ class ConsoleView(TemplateView):
     template_name = "realtime/console.html"
 
 
-@require_safe
-def asyncapi_json(request: HttpRequest) -> JsonResponse:
-    """The AsyncAPI 3.0 document of /v1/ws; public, like the protocol it describes."""
-    return JsonResponse(asyncapi_document(), json_dumps_params={"ensure_ascii": False})
+class AsyncAPIView(APIView):
+    """``GET /v1/asyncapi.json``: the AsyncAPI 3.0 document of /v1/ws; public, like the protocol it describes."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(asyncapi_document())
