@@ -157,30 +157,24 @@ def asyncapi_document() -> dict[str, Any]:
                 "messages": [ref(k) for k in replies + ws_errors],
             },
         }
-    operations["send_connected"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"},
-        "summary": "The first frame of an authenticated connection.", "messages": [ref("connected")],
-    }  # fmt: skip
-    operations["send_event"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"},
-        "summary": "One frame per matching subscription, in `seq` order per stream.",
-        "messages": [ref(f"event.{spec.name}") for spec in CHANNELS],
-    }  # fmt: skip
-    operations["send_presence"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"},
-        "summary": "A user's first connection joined, or their last one left.", "messages": [ref("presence")],
-    }  # fmt: skip
-    operations["send_subscription_revoked"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"},
-        "summary": "A live subscription lost its permission; no event follows it.",
-        "messages": [ref("subscription_revoked")],
-    }  # fmt: skip
-    operations["send_error"] = {
-        "action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"},
-        "summary": "Errors outside a request (token_expired, unauthenticated at connect, connection_limit, forbidden, "
-                   "unavailable, rate_limited, disconnected, ...), some followed by a close code (docs/protocol.md).",
-        "messages": [ref(k) for k in ws_errors],
-    }  # fmt: skip
+
+    def send(summary: str, keys: list[str]) -> dict[str, Any]:
+        return {"action": "send", "channel": {"$ref": f"#/channels/{CHANNEL_ID}"}, "summary": summary,
+                "messages": [ref(k) for k in keys]}  # fmt: skip
+
+    operations["send_connected"] = send("The first frame of an authenticated connection.", ["connected"])
+    operations["send_event"] = send(
+        "One frame per matching subscription, in `seq` order per stream.", [f"event.{s.name}" for s in CHANNELS]
+    )
+    operations["send_presence"] = send("A user's first connection joined, or their last one left.", ["presence"])
+    operations["send_subscription_revoked"] = send(
+        "A live subscription lost its permission; no event follows it.", ["subscription_revoked"]
+    )
+    operations["send_error"] = send(
+        "Errors outside a request (token_expired, unauthenticated at connect, connection_limit, forbidden, "
+        "unavailable, rate_limited, disconnected, ...), some followed by a close code (docs/protocol.md).",
+        ws_errors,
+    )
 
     return {
         "asyncapi": "3.0.0",

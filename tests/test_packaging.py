@@ -10,7 +10,6 @@ STARTUP_TIMEOUT_SECONDS, and every process is stopped by the test.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import free_port, provision_database
+from tests.e2e.servers import base_env, free_port, provision_database
 
 pytestmark = [pytest.mark.packaging, pytest.mark.e2e]
 
@@ -107,18 +106,9 @@ def _get(url: str) -> tuple[int, bytes]:
 def test_the_installed_wheel_serves_healthz_and_the_console(
     installed: Path, database: str, server: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REALTIME_", "PYTEST", "DJANGO_", "VIRTUAL_ENV"))}
-    env.pop("REDIS_URL", None)
-    env.pop("PYTHONPATH", None)
-    env.update(
-        DEBUG="0",
-        SECRET_KEY="packaging-test-" + "k" * 40,
-        ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=database,
-        STATIC_ROOT=str(tmp_path / "static"),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        GATEWAY_SERVER=server,
-    )
+    env = base_env(database, STATIC_ROOT=str(tmp_path / "static"), GATEWAY_SERVER=server, ALLOWED_HOSTS="127.0.0.1")
+    for leaked in ("PYTHONPATH", "VIRTUAL_ENV"):  # nothing may come from the checkout or the test venv
+        env.pop(leaked, None)
     # Run where a new user would: not in the checkout, so nothing can come from it.
     _run([str(installed), "-m", "django", "migrate", "--noinput"], cwd=tmp_path, env=env, timeout=180)
     located = _run([str(installed), "-c", "import realtime; print(realtime.__file__)"], cwd=tmp_path, env=env,
