@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export DEBUG ?= 1
 
-.PHONY: run test lint typecheck pytest bench bench-quick run-cluster clean
+.PHONY: run test lint typecheck pytest bench bench-quick run-cluster clean test-client lowest-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,4 +49,14 @@ run-cluster: $(STAMP)
 	$(PY) -m realtime.cluster --processes 2 --base-port 8001
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache tools/ts/node_modules
+
+# The browser client: its TypeScript declarations (client.d.ts) checked by the pinned tsc against tools/ts/usage.ts,
+# and its browser-free behaviour (once/off, typed errors) under node's test runner.
+test-client:
+	cd tools/ts && npm ci --no-audit --no-fund --silent && ./node_modules/.bin/tsc --noEmit -p tsconfig.json
+	node --test tools/ts/client.test.mjs
+
+# The dependency floors of pyproject.toml, installed at their lowest (a throw-away venv; needs PyPI).
+lowest-deps:
+	bash .ci/lowest-deps

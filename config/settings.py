@@ -73,7 +73,7 @@ ASGI_APPLICATION = "config.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],  # templates live in their apps (realtime/templates/...), so the wheel carries them
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -23,7 +23,7 @@ from locations.models import Location
 from realtime import live
 from realtime.registry import CHANNELS, Scope
 
-# The admin index links the page (templates/admin/realtime/index.html adds a "Realtime gateway" box).
+# The admin index links the page (realtime/templates/admin/realtime/index.html adds a "Realtime gateway" box).
 admin.site.index_template = "admin/realtime/index.html"
 
 LOCATION_CHANNELS = tuple(spec.name for spec in CHANNELS if spec.scope is Scope.LOCATION)

@@ -38,6 +38,18 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 
 
+# Codes only the REST API answers with; a WebSocket never carries them.
+REST_ONLY_CODES = frozenset(
+    {
+        ErrorCode.NOT_FOUND,
+        ErrorCode.METHOD_NOT_ALLOWED,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+    }
+)
+
+
 class CloseCode(IntEnum):
     """RFC 6455 codes the gateway uses, and its own in the 4000-4999 application range."""
 
@@ -225,3 +237,14 @@ class IdempotencyConflict(ProtocolError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
     default_message = "This idempotency key was already used for a different event"
     http_status = 409
+
+
+def error_classes() -> list[type[ProtocolError]]:
+    """Every concrete protocol error, one per code, for documents generated from this module."""
+    found: list[type[ProtocolError]] = []
+    pending = list(ProtocolError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

@@ -28,6 +28,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from realtime.errors import (
@@ -60,12 +61,16 @@ def _seq_as_position(value: Any) -> Any:
     return {"seq": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-RequestId = Annotated[Any, AfterValidator(_check_request_id)]
+RequestId = Annotated[
+    Any,
+    AfterValidator(_check_request_id),
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]}),
+]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 def now_iso() -> str:
-    """UTC now as ISO 8601 with a ``Z``, the only time format on the wire."""
+    """UTC now as ISO 8601 with a ``Z``: every time on the wire but ``expires_at`` (the JWT's epoch seconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -1,10 +1,12 @@
 from django.urls import path
 
 from realtime.api import publish, views
+from realtime.views import AsyncAPIView
 
 urlpatterns = [
     path("events", publish.publish_event, name="publish_event"),
     path("locations", views.LocationListView.as_view(), name="location_list"),
     path("channels", views.ChannelListView.as_view(), name="channel_list"),
     path("streams/<str:stream>/events", views.StreamEventsView.as_view(), name="stream_events"),
+    path("asyncapi.json", AsyncAPIView.as_view(), name="asyncapi"),
 ]

@@ -13,7 +13,7 @@
  *   });
  *   await sub.unsubscribe();
  *
- * Wire format: /work/shared/seed/websocket-subscriptions.txt and docs/client.md.
+ * Wire format: docs/protocol.md (and docs/asyncapi.json); this client: docs/client.md; types: client.d.ts.
  */
 
 /** The four states a client goes through; "closed" is also the state before the first connect(). */
@@ -27,14 +27,14 @@ export const ConnectionState = Object.freeze({
 /** Close codes the gateway uses (RFC 6455 plus its 4xxx range), and the one this client uses for a dead link. */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
+  GOING_AWAY: 1001,
   ABNORMAL: 1006,
   POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   SERVICE_RESTART: 1012,
-  HEARTBEAT_TIMEOUT: 4000,
-  // The same code from the server: an operator disconnected us (after a "disconnected" error frame with the
-  // reason). Handled like a lost connection: reconnect with backoff; a deactivated user is then refused (4401).
-  DISCONNECTED: 4000,
+  TRY_AGAIN_LATER: 1013,
+  HEARTBEAT_TIMEOUT: 4000, // the client's own close for a dead link
+  DISCONNECTED: 4000, // the server's: an operator closed the connection (reconnect with backoff)
   UNAUTHENTICATED: 4401,
   FORBIDDEN: 4403,
   SLOW_CONSUMER: 4408,
@@ -83,10 +83,22 @@ export class RealtimeError extends Error {
   }
 }
 
+const FRAME_ENVELOPE = new Set(["type", "id", "code", "message"]);
+
 /** The server answered a request with {"type": "error"}. */
 export class ServerError extends RealtimeError {
   constructor(frame) {
     super(frame.message || frame.code || "Server error", { code: frame.code || "error", frame });
+  }
+
+  /** The `id` of the request this error answers, or null for an error outside any request. */
+  get requestId() {
+    return this.frame.id ?? null;
+  }
+
+  /** Every detail field of the frame (all but type, id, code and message), e.g. {current, limit}. */
+  get details() {
+    return Object.fromEntries(Object.entries(this.frame).filter(([key]) => !FRAME_ENVELOPE.has(key)));
   }
 }
 
@@ -96,14 +108,34 @@ export class UnauthorizedError extends ServerError {
   get requiredPermission() {
     return this.frame.required_permission ?? null;
   }
+
+  /** The channel that was refused. */
+  get channel() {
+    return this.frame.channel ?? null;
+  }
 }
-export class InvalidParamsError extends ServerError {}
+export class InvalidParamsError extends ServerError {
+  /** The channel whose parameters were wrong (null when the message named none). */
+  get channel() {
+    return this.frame.channel ?? null;
+  }
+}
 export class SubscriptionLimitError extends ServerError {
+  /** Subscriptions the connection holds. */
+  get current() {
+    return this.frame.current ?? null;
+  }
+
+  /** The most it may hold (the server's max_subscriptions). */
   get limit() {
     return this.frame.limit ?? null;
   }
 }
-export class SubscriptionNotFoundError extends ServerError {}
+export class SubscriptionNotFoundError extends ServerError {
+  get subscriptionId() {
+    return this.frame.subscription_id ?? null;
+  }
+}
 export class InvalidMessageError extends ServerError {}
 export class RateLimitedError extends ServerError {
   /** How long the server asked us to wait before trying again. */
@@ -112,7 +144,15 @@ export class RateLimitedError extends ServerError {
   }
 }
 export class AuthenticationError extends ServerError {}
-export class ConnectionLimitError extends ServerError {}
+export class ConnectionLimitError extends ServerError {
+  /** The most connections one user may hold open. */
+  get limit() {
+    return this.frame.limit ?? null;
+  }
+}
+export class ForbiddenError extends ServerError {}
+export class UnavailableError extends ServerError {}
+export class DisconnectedError extends ServerError {}
 export class InternalServerError extends ServerError {}
 
 const ERROR_CLASS_BY_CODE = Object.freeze({
@@ -127,6 +167,9 @@ const ERROR_CLASS_BY_CODE = Object.freeze({
   unauthenticated: AuthenticationError,
   token_expired: AuthenticationError,
   connection_limit: ConnectionLimitError,
+  forbidden: ForbiddenError,
+  unavailable: UnavailableError,
+  disconnected: DisconnectedError,
   internal_error: InternalServerError,
 });
 
@@ -323,7 +366,30 @@ export class RealtimeClient {
   on(type, listener) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
     this._listeners.get(type).add(listener);
-    return () => this._listeners.get(type)?.delete(listener);
+    return () => this.off(type, listener);
+  }
+
+  /** Like on(), for the next time only. Returns a function that removes the listener if it has not run yet. */
+  once(type, listener) {
+    const wrapper = (...args) => {
+      this.off(type, wrapper);
+      listener(...args);
+    };
+    wrapper.listener = listener;
+    return this.on(type, wrapper);
+  }
+
+  /** Remove a listener given to on() or once(); without a listener, every listener of that type. */
+  off(type, listener) {
+    const listeners = this._listeners.get(type);
+    if (!listeners) return;
+    if (listener === undefined) {
+      listeners.clear();
+      return;
+    }
+    for (const registered of listeners) {
+      if (registered === listener || registered.listener === listener) listeners.delete(registered);
+    }
   }
 
   /** Listen to presence frames (user_joined, user_left) and to "sync" snapshots sent after each (re)join. */
