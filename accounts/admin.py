@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpRequest
 
-from accounts.models import Membership, Role, User
+from accounts.models import LoginLockout, Membership, Role, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -44,3 +45,24 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "organization", "location"]
     search_fields = ["user__username", "user__public_id", "location__public_id", "organization__name"]
     autocomplete_fields = ["user", "role", "location", "organization"]
+
+
+@admin.register(LoginLockout)
+class LoginLockoutAdmin(admin.ModelAdmin):
+    """Who is locked out of ``POST /v1/auth/token``; delete a row to let that username or address try again."""
+
+    list_display = ["identity", "kind", "failures", "locked_at", "locked_until", "active"]
+    list_filter = ["kind"]
+    search_fields = ["identity"]
+    readonly_fields = ["kind", "identity", "failures", "locked_at", "locked_until"]
+    actions = ["delete_selected"]
+
+    @admin.display(boolean=True, description="still locked")
+    def active(self, lockout: LoginLockout) -> bool:
+        return lockout.is_active
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LoginLockout | None = None) -> bool:
+        return False

@@ -12,18 +12,21 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from realtime.daphne_support import install_daphne_support  # noqa: E402
 from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
+from realtime.proxy import TrustedProxyHeaders  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_support()  # bounded send buffers (4408) and RFC server close codes (1008, 1009, 1012)
 install_daphne_shutdown_trigger()  # SIGTERM closes connections with 1012 and leaves presence first
 
 application = LifespanShutdown(
-    ProtocolTypeRouter(
-        {
-            # Static files (the console's) are answered before Django's middleware; everything else is untouched.
-            # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
-            "http": ASGIStaticFilesHandler(django_asgi_app),
-            "websocket": URLRouter(websocket_urlpatterns),
-        }
+    TrustedProxyHeaders(  # the client address from X-Forwarded-For only behind TRUSTED_PROXIES
+        ProtocolTypeRouter(
+            {
+                # Static files (the console's) are answered before Django's middleware; everything else is untouched.
+                # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
+                "http": ASGIStaticFilesHandler(django_asgi_app),
+                "websocket": URLRouter(websocket_urlpatterns),
+            }
+        )
     )
 )

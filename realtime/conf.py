@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
     # REST publish: how long a publisher's grant is remembered (dropped at once when access changes; 0 = never)
     "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
+    # Login throttling (issue 20): failed POST /v1/auth/token (and /refresh) per username and per client address
+    "LOGIN_FAILURES_PER_USERNAME": 10,
+    "LOGIN_FAILURES_PER_ADDRESS": 50,
+    "LOGIN_FAILURE_WINDOW_SECONDS": 900,
 }
 
 
