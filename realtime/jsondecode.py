@@ -21,7 +21,7 @@ def decode_json(data: str | bytes, *, what: str = "Message") -> Any:
     """Decode client JSON, or raise ``InvalidMessage`` naming ``what`` when it is not JSON or too deep."""
     try:
         value = json.loads(data)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: far too deep
         raise InvalidMessage(f"{what} is not valid JSON") from None
     if _may_exceed(data) and nesting_depth(value) > MAX_JSON_DEPTH:
         raise InvalidMessage(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")

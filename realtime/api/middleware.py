@@ -62,8 +62,16 @@ def refuse_before_view(request: HttpRequest) -> JsonResponse | None:
     limit = body_limit_bytes()
     if limit and length > limit:
         return error_response(PayloadTooLarge(limit))
-    has_body = length > 0 or "HTTP_TRANSFER_ENCODING" in request.META
-    if request.method in BODY_METHODS and has_body and request.content_type != JSON_MEDIA_TYPE:
+    if request.method in BODY_METHODS and "CONTENT_LENGTH" not in request.META:
+        # A chunked body: the server already holds it; measure it once, so DRF (which reads only as many bytes as
+        # Content-Length says) sees it too instead of an empty body.
+        try:
+            length = len(request.body)
+        except RequestDataTooBig:
+            return error_response(PayloadTooLarge(limit))
+        if length:
+            request.META["CONTENT_LENGTH"] = str(length)
+    if request.method in BODY_METHODS and length > 0 and request.content_type != JSON_MEDIA_TYPE:
         return error_response(UnsupportedMediaType())
     return None
 
@@ -99,6 +107,8 @@ def as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBas
     error = error_for_status(request, response)
     replacement = error_response(error)
     replacement.status_code = status if status < 500 else error.http_status
+    if getattr(response, "_has_been_logged", False):  # Django logged the original, traceback and all: once is enough
+        replacement._has_been_logged = True  # type: ignore[attr-defined]
     return replacement
 
 
