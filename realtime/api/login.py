@@ -135,7 +135,10 @@ class UsernameFailures(LoginFailures):
     def identity_of(self, request: Request) -> str | None:
         data = request.data
         username = data.get(User.USERNAME_FIELD) if isinstance(data, Mapping) else None
-        return username[:150] if isinstance(username, str) and username else None
+        if isinstance(username, bool) or not isinstance(username, str | int | float):
+            return None  # the serializer refuses it: no credential will be checked
+        # As the serializer's CharField reads it (" john " and 7 are "john" and "7"), so no spelling escapes the count.
+        return str(username).strip()[:150] or None
 
 
 class AddressFailures(LoginFailures):

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.test import Client
 from django.urls import reverse
 
@@ -56,7 +56,7 @@ async def test_ten_failures_lock_the_username_even_for_the_right_password(world:
         assert answer.status == 401 and answer.json()["code"] == "unauthenticated"
     retry_after_ms = assert_rate_limited(await login("john", DEMO_PASSWORD))
     assert retry_after_ms > 14 * 60 * 1000  # the ten failures are seconds old; the window is 15 minutes
-    assert await sync_to_async(lockouts)() == [("username", "john", 10)]
+    assert await database_sync_to_async(lockouts)() == [("username", "john", 10)]
     # Other users, even from the same address, are not affected by john's attacker.
     assert (await login("sarah", DEMO_PASSWORD)).status == 200
     assert (await login("sarah", "wrong")).status == 401
@@ -71,6 +71,13 @@ async def test_a_success_resets_the_username_count(world: Any) -> None:
     assert_rate_limited(await login("john", "wrong"))
 
 
+async def test_spellings_the_serializer_reads_alike_share_a_count(world: Any) -> None:
+    for spelling in ("john", " john", "john ", "\tjohn\n", "  john  ") * 2:
+        answer = await asgi_request("POST", "/v1/auth/token", {"username": spelling, "password": "wrong"})
+        assert answer.status == 401
+    assert_rate_limited(await login("john", DEMO_PASSWORD))
+
+
 async def test_requests_that_check_no_credential_do_not_count(world: Any) -> None:
     for _ in range(12):
         answer = await asgi_request("POST", "/v1/auth/token", {"username": "john"})
@@ -79,7 +86,7 @@ async def test_requests_that_check_no_credential_do_not_count(world: Any) -> Non
         assert (await login("john", "wrong")).status == 401
     for _ in range(3):  # refused attempts are not failures either: the lockout does not grow
         assert_rate_limited(await login("john", "wrong"))
-    assert await sync_to_async(lockouts)() == [("username", "john", 10)]
+    assert await database_sync_to_async(lockouts)() == [("username", "john", 10)]
 
 
 async def test_fifty_failures_lock_the_address_not_others(world: Any) -> None:
@@ -87,7 +94,7 @@ async def test_fifty_failures_lock_the_address_not_others(world: Any) -> None:
         assert (await login(f"nobody-{n}", "wrong", peer="198.51.100.20")).status == 401
     assert_rate_limited(await login("sarah", DEMO_PASSWORD, peer="198.51.100.20"))
     assert (await login("sarah", DEMO_PASSWORD, peer="198.51.100.21")).status == 200
-    assert ("address", "198.51.100.20", 50) in await sync_to_async(lockouts)()
+    assert ("address", "198.51.100.20", 50) in await database_sync_to_async(lockouts)()
 
 
 async def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(world: Any, settings: Any) -> None:
@@ -96,7 +103,7 @@ async def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(world: A
         answer = await login(f"guess-{n}", "wrong", peer="203.0.113.7", **{"X-Forwarded-For": f"10.9.8.{n}"})
         assert answer.status == 401
     assert_rate_limited(await login("guess-x", "wrong", peer="203.0.113.7", **{"X-Forwarded-For": "10.9.8.200"}))
-    assert await sync_to_async(lockouts)() == [("address", "203.0.113.7", 5)]
+    assert await database_sync_to_async(lockouts)() == [("address", "203.0.113.7", 5)]
 
 
 async def test_behind_a_trusted_proxy_each_client_address_counts_apart(world: Any, settings: Any) -> None:
@@ -107,7 +114,7 @@ async def test_behind_a_trusted_proxy_each_client_address_counts_apart(world: An
         assert (await login(f"guess-{n}", "wrong", peer=nginx, **{"X-Forwarded-For": xff})).status == 401
     assert_rate_limited(await login("sarah", DEMO_PASSWORD, peer=nginx, **{"X-Forwarded-For": "192.0.2.10"}))
     assert (await login("sarah", DEMO_PASSWORD, peer=nginx, **{"X-Forwarded-For": "192.0.2.11"})).status == 200
-    assert await sync_to_async(lockouts)() == [("address", "192.0.2.10", 3)]
+    assert await database_sync_to_async(lockouts)() == [("address", "192.0.2.10", 3)]
 
 
 async def test_refresh_failures_count_against_the_address(world: Any, settings: Any) -> None:
@@ -146,7 +153,7 @@ async def test_the_admin_shows_lockouts_and_deleting_one_clears_it(world: Any) -
         assert response.status_code == 302
         assert not LoginLockout.objects.exists()
 
-    await sync_to_async(clear_in_admin)()
+    await database_sync_to_async(clear_in_admin)()
     assert (await login("john", DEMO_PASSWORD)).status == 200
 
 
