@@ -19,14 +19,15 @@ install_daphne_support()  # bounded send buffers (4408) and RFC server close cod
 install_daphne_shutdown_trigger()  # SIGTERM closes connections with 1012 and leaves presence first
 
 application = LifespanShutdown(
-    TrustedProxyHeaders(  # the client address from X-Forwarded-For only behind TRUSTED_PROXIES
-        ProtocolTypeRouter(
-            {
-                # Static files (the console's) are answered before Django's middleware; everything else is untouched.
-                # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
-                "http": ASGIStaticFilesHandler(django_asgi_app),
-                "websocket": URLRouter(websocket_urlpatterns),
-            }
-        )
+    ProtocolTypeRouter(
+        {
+            # Static files (the console's) are answered before Django's middleware; everything else is untouched.
+            # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
+            "http": ASGIStaticFilesHandler(django_asgi_app),
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
     )
 )
+# The client address from X-Forwarded-For only behind TRUSTED_PROXIES (lifespan passes through untouched);
+# an ASGI application either way.
+application = TrustedProxyHeaders(application)  # type: ignore[assignment]
