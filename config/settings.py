@@ -172,7 +172,8 @@ REST_FRAMEWORK = {
 # client_max_body_size is the same 1 MiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
 # Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx on the same host by default.
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "127.0.0.1,::1")
+# FORWARDED_ALLOW_IPS, which uvicorn read before realtime/proxy.py did this for both servers, still counts.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
 # Login failure counts live here: Redis (shared by every process) when REDIS_URL is set, else this process.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
