@@ -7,6 +7,7 @@ history to Redis so that many processes can serve one deployment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -174,6 +175,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 
 # Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx on the same host by default.
 # FORWARDED_ALLOW_IPS, which uvicorn read before realtime/proxy.py did this for both servers, still counts.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
+try:  # fail at start-up, not at the first request; "*" (trust everyone) is refused too
+    [ipaddress.ip_network(entry, strict=False) for entry in TRUSTED_PROXIES]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES must list IP addresses or networks: {exc}") from None
 # Login failure counts live here: Redis (shared by every process) when REDIS_URL is set, else this process.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
