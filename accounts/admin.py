@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from accounts import admin_history, admin_tables
-from accounts.models import Membership, Role, User
+from accounts.models import LoginLockout, Membership, Role, User
 from accounts.permissions import CATALOG
 
 
@@ -191,3 +191,24 @@ class GroupAdmin(DjangoGroupAdmin):
         group: Model = form.instance
         assert isinstance(group, Group)
         group.user_set.set(form.cleaned_data["members"])
+
+
+@admin.register(LoginLockout)
+class LoginLockoutAdmin(admin.ModelAdmin):
+    """Who is locked out of ``POST /v1/auth/token``; delete a row to let that username or address try again."""
+
+    list_display = ["identity", "kind", "failures", "locked_at", "locked_until", "active"]
+    list_filter = ["kind"]
+    search_fields = ["identity"]
+    readonly_fields = ["kind", "identity", "failures", "locked_at", "locked_until"]
+    actions = ["delete_selected"]
+
+    @admin.display(boolean=True, description="still locked")
+    def active(self, lockout: LoginLockout) -> bool:
+        return lockout.is_active
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LoginLockout | None = None) -> bool:
+        return False

@@ -101,3 +101,33 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} as {self.role} at {self.scope_label}"
+
+
+class LoginLockout(models.Model):
+    """A username or client address that reached its login failure limit (the counts live in the shared cache).
+
+    Written when a lockout begins, so operators can see it; deleting the row in the admin clears the count at once.
+    """
+
+    class Kind(models.TextChoices):
+        USERNAME = "username", "username"
+        ADDRESS = "address", "client address"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    identity = models.CharField(max_length=150, help_text="The username tried, or the client's IP address.")
+    failures = models.PositiveIntegerField(help_text="Failures counted when the limit was reached.")
+    locked_at = models.DateTimeField()
+    locked_until = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-locked_at"]
+        constraints = [models.UniqueConstraint(fields=["kind", "identity"], name="one_lockout_per_identity")]
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return self.locked_until > timezone.now()
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.identity} until {self.locked_until:%Y-%m-%d %H:%M:%S}"

@@ -12,6 +12,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from realtime.daphne_support import install_daphne_support  # noqa: E402
 from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
+from realtime.proxy import TrustedProxyHeaders  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_support()  # bounded send buffers (4408) and RFC server close codes (1008, 1009, 1012)
@@ -27,3 +28,6 @@ application = LifespanShutdown(
         }
     )
 )
+# The client address from X-Forwarded-For only behind TRUSTED_PROXIES (lifespan passes through untouched);
+# an ASGI application either way.
+application = TrustedProxyHeaders(application)  # type: ignore[assignment]

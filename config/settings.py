@@ -7,6 +7,7 @@ history to Redis so that many processes can serve one deployment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served from here: /v1/docs/ works offline
     "channels",
     "accounts.apps.AccountsConfig",
     "locations.apps.LocationsConfig",
@@ -58,6 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "realtime.api.middleware.JsonApiErrorsMiddleware",  # outermost: /v1/ answers JSON, whatever fails below
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,9 +161,53 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["realtime.api.parsers.BoundedJSONParser"],  # deep JSON: 400, not RecursionError
     "EXCEPTION_HANDLER": "realtime.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": 0,  # DRF would otherwise read X-Forwarded-For from anyone; REMOTE_ADDR is already the client
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# REST hardening and login throttling (issue 20; docs/security.md).
+# One body limit for every request (Django enforces it on read; /v1/ answers 413 payload_too_large); nginx's
+# client_max_body_size is the same 1 MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+# Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx on the same host by default.
+# FORWARDED_ALLOW_IPS, which uvicorn read before realtime/proxy.py did this for both servers, still counts.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
+try:  # fail at start-up, not at the first request; "*" (trust everyone) is refused too
+    [ipaddress.ip_network(entry, strict=False) for entry in TRUSTED_PROXIES]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES must list IP addresses or networks: {exc}") from None
+# Login failure counts live here: Redis (shared by every process) when REDIS_URL is set, else this process.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "login_throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": REDIS_PREFIX}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "login-throttle"}
+    ),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Restaurant real-time gateway REST API",
+    "DESCRIPTION": (
+        "Log in, publish events, read stream history, list locations and channels. The WebSocket protocol at "
+        "/v1/ws is described in docs/protocol.md. Every error is JSON: {code, message, ...details}."
+    ),
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.api.openapi.document_plain_endpoints",
+    ],
 }
 
 SIMPLE_JWT = {

@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
     # Observability (issue 15): Prometheus metrics on /metrics; off, the hot path skips even the per-event count
     "METRICS_ENABLED": True,
+    # Login throttling (issue 20): failed POST /v1/auth/token (and /refresh) per username and per client address
+    "LOGIN_FAILURES_PER_USERNAME": 10,
+    "LOGIN_FAILURES_PER_ADDRESS": 50,
+    "LOGIN_FAILURE_WINDOW_SECONDS": 900,
 }
 
 

@@ -42,6 +42,7 @@ from realtime.errors import (
 from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
+from realtime.jsondecode import decode_json
 from realtime.limits import TokenBucket
 from realtime.publishing import envelope_tail
 from realtime.sendqueue import SendQueue
@@ -270,10 +271,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         try:
             if text_data is None:
                 raise InvalidMessage("Binary frames are not supported; send JSON text frames")
-            try:
-                raw = json.loads(text_data)
-            except (ValueError, RecursionError):
-                raise InvalidMessage("Message is not valid JSON") from None
+            raw = decode_json(text_data)
             request_id = protocol.request_id_of(raw)
             kind = metrics.command_type_label(raw)
             command = protocol.parse_object(raw)

@@ -40,6 +40,7 @@ from realtime.errors import (
     UnknownType,
 )
 from realtime.groups import group_for_stream
+from realtime.jsondecode import decode_json
 from realtime.registry import ChannelParams, ChannelSpec, LocationParams, NotificationsParams, Scope, get_channel
 
 
@@ -204,11 +205,7 @@ def request_id_of(raw: object) -> str | int | None:
 
 def parse_message(text: str) -> Command:
     """Parse one client frame into a command, or raise the error that answers it."""
-    try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidMessage("Message is not valid JSON") from None
-    return parse_object(raw)
+    return parse_object(decode_json(text))
 
 
 def parse_object(raw: object) -> Command:

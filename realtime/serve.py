@@ -37,7 +37,7 @@ def server_command(
             "--ws-max-size", str(SERVER_MAX_MESSAGE_BYTES),
             "--lifespan", "on", "--timeout-graceful-shutdown", "10",
             "--no-access-log",  # the access log would print ?access_token= query strings
-            "--proxy-headers", "--forwarded-allow-ips", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            "--no-proxy-headers",  # the app reads X-Forwarded-For from TRUSTED_PROXIES only (realtime/proxy.py)
             *extra, APPLICATION,
         ]  # fmt: skip
     if server == "daphne":
@@ -45,7 +45,7 @@ def server_command(
             sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
             "--websocket_timeout", "86400",  # daphne's 24 h default cut, set deliberately
             "--ping-interval", ping_interval, "--ping-timeout", ping_timeout,
-            "--proxy-headers",
+            # no --proxy-headers: daphne would take X-Forwarded-For from any peer (realtime/proxy.py decides)
             *extra, APPLICATION,
         ]  # fmt: skip
     raise SystemExit(f"unknown server {server!r}: use uvicorn or daphne")

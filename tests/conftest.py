@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import pytest
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.core.cache import caches
 from django.core.management import call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -52,6 +53,7 @@ def fresh_realtime_state() -> Iterator[None]:
         connections.reset_connection_registry()
         live.reset_directory()
         access_cache.forget(None)
+        caches["login_throttle"].clear()  # login failure counts (in-process without REDIS_URL)
 
     reset()
     yield

@@ -8,7 +8,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from realtime.errors import ErrorCode, ProtocolError
+from realtime.errors import ErrorCode, MethodNotAllowed, ProtocolError, RateLimited
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: ErrorCode.UNAUTHENTICATED,
@@ -16,12 +16,22 @@ _DRF_CODES = {
     exceptions.PermissionDenied: ErrorCode.FORBIDDEN,
     exceptions.ParseError: ErrorCode.INVALID_MESSAGE,
     exceptions.Throttled: ErrorCode.RATE_LIMITED,
+    exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    exceptions.NotAcceptable: ErrorCode.INVALID_MESSAGE,
+    exceptions.NotFound: ErrorCode.NOT_FOUND,
 }
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        view = context.get("view")
+        allowed = list(getattr(view, "allowed_methods", []))
+        exc = MethodNotAllowed(context["request"].method, allowed)
+        return Response(exc.as_body(), status=exc.http_status, headers={"Allow": ", ".join(allowed)})
+    if isinstance(exc, exceptions.Throttled):
+        exc = RateLimited(int((getattr(exc, "wait", None) or 1) * 1000))
     if isinstance(exc, ProtocolError):
-        return Response(exc.as_body(), status=exc.http_status)
+        return Response(exc.as_body(), status=exc.http_status, headers=protocol_error_headers(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -32,6 +42,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             return Response({"code": "not_found", "message": "Not found"}, status=404)
     response.data = {"code": code.value, "message": describe_drf_detail(response.data)}
     return response
+
+
+def protocol_error_headers(error: ProtocolError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, rounded up) beside ``retry_after_ms``, as RFC 9110 has it."""
+    retry_after_ms = error.details.get("retry_after_ms")
+    if isinstance(retry_after_ms, int):
+        return {"Retry-After": str(max(1, -(-retry_after_ms // 1000)))}
+    return {}
 
 
 def describe_drf_detail(data: Any) -> str:

@@ -8,7 +8,6 @@ published with ``apublish`` on the same loop. Errors keep the protocol's shape.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
@@ -24,8 +23,9 @@ from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
 from realtime import access_cache
-from realtime.errors import Forbidden, InvalidMessage, InvalidParams, ProtocolError, Unauthenticated
+from realtime.errors import Forbidden, InvalidParams, MethodNotAllowed, ProtocolError, Unauthenticated
 from realtime.hub import aget_hub
+from realtime.jsondecode import decode_json
 from realtime.protocol import describe_validation_error
 from realtime.publishing import apublish, resolve_target
 from realtime.registry import Scope
@@ -99,15 +99,14 @@ def bearer_user_pk(request: HttpRequest) -> Any:
 async def publish_event(request: HttpRequest) -> JsonResponse:
     """Publish one event; 202 with its id and stream position."""
     if request.method != "POST":
-        return JsonResponse({"code": "invalid_message", "message": "Use POST"}, status=405, headers={"Allow": "POST"})
+        refused = MethodNotAllowed(request.method or "", ["POST"])
+        return JsonResponse(refused.as_body(), status=refused.http_status, headers={"Allow": "POST"})
     try:
         user_pk = bearer_user_pk(request)
         try:
-            body = PublishBody.model_validate(json.loads(request.body or b"null"))
-        except ValueError as exc:
-            if isinstance(exc, ValidationError):
-                raise InvalidParams(describe_validation_error(exc, what="parameter")) from None
-            raise InvalidMessage("Request body is not valid JSON") from None
+            body = PublishBody.model_validate(decode_json(request.body or b"null", what="Request body"))
+        except ValidationError as exc:
+            raise InvalidParams(describe_validation_error(exc, what="parameter")) from None
         spec, scope_id = resolve_target(body.channel, body.event, location_id=body.location_id, user_id=body.user_id)
         allowed = await aauthorize_publisher(user_pk, spec.scope, scope_id, spec.stream(scope_id))
         if not allowed:

@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
+from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationList
 from realtime.authorization import authorize
 from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.history import get_history
@@ -26,6 +28,7 @@ from realtime.registry import CHANNELS, get_channel
 class LocationListView(APIView):
     """``GET /v1/locations``: the locations the user may see (any read permission there)."""
 
+    @extend_schema(responses={200: LocationList, 401: ErrorBody}, summary="The locations the user may see")
     def get(self, request: Request) -> Response:
         user: User = request.user  # type: ignore[assignment]
         seen: dict[str, Any] = {}
@@ -48,6 +51,7 @@ class LocationListView(APIView):
 class ChannelListView(APIView):
     """``GET /v1/channels``: the registry, with each channel's parameter JSON Schema."""
 
+    @extend_schema(responses={200: ChannelList, 401: ErrorBody}, summary="The channels, with their parameters")
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -69,6 +73,14 @@ class ChannelListView(APIView):
 class StreamEventsView(APIView):
     """``GET /v1/streams/<stream>/events?after=<seq>``: the stored history of a stream, authorized like subscribe."""
 
+    @extend_schema(
+        summary="The stored history of a stream (e.g. orders:loc-xyz789), authorized like a subscribe",
+        parameters=[
+            OpenApiParameter("after", int, description="Events after this seq (default 0)"),
+            OpenApiParameter("epoch", str, description="The epoch the client's position belongs to"),
+        ],
+        responses={200: HistoryPage, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody},
+    )
     def get(self, request: Request, stream: str) -> Response:
         channel, _, scope_id = stream.partition(":")
         spec = get_channel(channel)

@@ -1,0 +1,85 @@
+"""The REST API's bodies as pydantic models: what the OpenAPI document says each endpoint answers.
+
+The views build plain dicts; these models are their description, and schemathesis (tests/realtime/
+test_openapi_fuzz.py) checks every answer against it, so the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from realtime.errors import ErrorCode
+from realtime.registry import Scope
+
+
+class ErrorBody(BaseModel):
+    """Every error, on every endpoint: a code, a sentence, and the code's detail fields (e.g. ``retry_after_ms``)."""
+
+    model_config = ConfigDict(extra="allow")
+    code: ErrorCode
+    message: str
+
+
+class Location(BaseModel):
+    id: str
+    name: str
+    organization: str
+    time_zone: str
+    permissions: list[str] = Field(description="What the user may do there, e.g. orders.read")
+
+
+class LocationList(BaseModel):
+    locations: list[Location]
+
+
+class Channel(BaseModel):
+    name: str
+    description: str
+    events: list[str]
+    scope: Scope
+    permission: str = Field(description="The permission a subscribe needs at every location it names")
+    params: dict[str, Any] = Field(description="JSON Schema of the subscribe parameters")
+
+
+class ChannelList(BaseModel):
+    channels: list[Channel]
+
+
+class StoredEvent(BaseModel):
+    """One event of a stream's history, in the envelope the WebSocket delivers it in."""
+
+    model_config = ConfigDict(extra="allow")
+    channel: str
+    event: str
+    event_id: str
+    stream: str
+    epoch: str
+    seq: int
+    location_id: str | None = None
+    user_id: str | None = None
+    timestamp: str
+    data: dict[str, Any]
+
+
+class HistoryPage(BaseModel):
+    stream: str
+    epoch: str
+    last_seq: int
+    complete: bool = Field(description="False when events after `after` were already dropped from the history")
+    events: list[StoredEvent]
+
+
+class PublishAccepted(BaseModel):
+    event_id: str
+    stream: str
+    seq: int
+    epoch: str
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str = Field(description="ok, or unavailable when a check failed")
+    database: str
+    channel_layer: str
