@@ -157,7 +157,8 @@ def test_the_document_is_served_without_authentication(client: Any) -> None:
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response.json() == json.loads(render())
-    assert client.post("/v1/asyncapi.json").status_code == 405
+    # A body in JSON, so the REST door (realtime/api/middleware.py) lets it reach the view: 415 comes before 405 there.
+    assert client.post("/v1/asyncapi.json", data={}, content_type="application/json").status_code == 405
 
 
 async def _exchange(client: Any, message: dict[str, Any], frames: list[dict[str, Any]]) -> dict[str, Any]:
