@@ -16,7 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import access_cache, connections, history, presence
+from realtime import access_cache, connections, history, liveness, presence
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -50,6 +50,7 @@ def fresh_realtime_state() -> Iterator[None]:
         history.reset_history()
         presence.reset_presence_store()
         connections.reset_connection_registry()
+        liveness.reset_liveness()
         access_cache.forget(None)
 
     reset()
