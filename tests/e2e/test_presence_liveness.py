@@ -145,7 +145,7 @@ def skewed(offset: str) -> dict[str, str]:
     env = faketime_env(offset)
     if env is None:
         if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("libfaketime is not installed (REQUIRE_SERVICES=1: this test must run): apt-get install faketime")
+            pytest.fail("libfaketime is missing (REQUIRE_SERVICES=1: this test must run); apt-get install faketime")
         pytest.skip("libfaketime is not installed (apt-get install faketime)")
     return env
 

@@ -14,7 +14,7 @@ import redis
 from realtime import redis as shared_redis
 from realtime.connections import MemoryConnections, RedisConnections
 from realtime.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
-from realtime.presence import MemoryPresence, Member, RedisPresence
+from realtime.presence import Member, MemoryPresence, RedisPresence
 
 KEY = "orders:loc-xyz789"
 LAPSE_S = 1.0
