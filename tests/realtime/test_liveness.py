@@ -15,6 +15,7 @@ from realtime import redis as shared_redis
 from realtime.connections import MemoryConnections, RedisConnections
 from realtime.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
 from realtime.presence import Member, MemoryPresence, RedisPresence
+from tests.conftest import open_client
 
 KEY = "orders:loc-xyz789"
 LAPSE_S = 1.0
@@ -197,3 +198,24 @@ async def test_memory_connections_apply_the_limit_idempotently() -> None:
     assert not await registry.add("user-john", "c2", 1)
     await registry.remove("user-john", "c1")
     assert await registry.add("user-john", "c2", 1)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+async def test_through_the_app_a_lost_presence_is_joined_again_and_announced(
+    live_redis: redis.Redis, settings: Any, token_for: Any
+) -> None:
+    settings.REALTIME = {}  # the defaults: heartbeat 1 s, lapse 3 s
+    settings.REDIS_PREFIX = PREFIX
+    at = {"channel": "orders", "params": {"location_id": "loc-xyz789"}}
+    async with open_client(token_for("sarah")) as sarah, open_client(token_for("john")) as john:
+        await sarah.subscribe("orders", at["params"])
+        await john.request({"type": "presence_join", "id": "j", **at, "user_info": {"name": "John"}})
+        assert (await sarah.recv())["event"] == "user_joined"
+        live_redis.flushdb()  # Redis restarted empty: presence and the process's liveness are gone
+        again = await sarah.recv(timeout=5)  # the next beat finds the process lost and re-joins
+        assert again["type"] == "presence" and again["event"] == "user_joined"
+        assert again["data"]["user_id"] == "user-john"
+        listing = await sarah.request({"type": "presence_list", "id": "l", **at})
+        assert [u["user_id"] for u in listing["users"]] == ["user-john"]
+        assert live_redis.hgetall(f"{PREFIX}:conn:user-john") != {}  # and its connections count again
