@@ -12,8 +12,12 @@ location (``presence_join`` on ``orders``). After a settle pause it measures a q
   commands the gateway sent (``total_commands_processed``) are given beside them. Every ``EVALSHA`` at rest is the
   heartbeat's script. Target: <= 5 per process (the stricter count is the one compared).
 - the gateway's CPU (utime + stime from /proc) as a share of one core, and redis-server's;
+- the CPU one beat costs (500 beats of the same code in a probe process: py-spy hardly sees a beat);
 - then a second window under py-spy (when installed): the share of the gateway's samples inside the heartbeat
   (``realtime/heartbeat.py``, ``realtime/liveness.py``), i.e. presence's share of the gateway's CPU at rest.
+
+Then the crash bound, CRASH_RUNS times: an observer on one gateway, a member on another that is SIGKILLed; the time
+from the kill to the observer's ``user_left`` (the bound is PRESENCE_TTL_SECONDS + PRESENCE_HEARTBEAT_SECONDS).
 
 Other processes' CPU during the window is reported; at >= 15% of the machine the figures are flagged DISTURBED.
 """
@@ -24,6 +28,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +45,7 @@ WINDOW_S = 10.0
 QUICK_WINDOW_S = 5.0
 TARGET_COMMANDS_PER_S = 5.0
 CONNECT_CONCURRENCY = 48
+CRASH_RUNS = 3
 PRESENCE_FRAMES = ("realtime/heartbeat.py", "realtime/liveness.py")
 
 
@@ -184,6 +190,11 @@ async def scenario_presence(bench: Any, targets: Sequence[Any] | None = None) ->
         }
         result["presence_share_of_gateway_samples"] = await presence_share(bench, gateway_pids[0], window_s)
         result["beat_probe"] = await probe_beat_cpu(env)
+        for client in clients:
+            client.abort()
+        clients = []
+        servers.stop_deployment(bench.supervisor, deployment)
+        result["crash_bound"] = await measure_crash_bound(bench, env, CRASH_RUNS)
         bench.emit("presence " + json.dumps(result))
         verdict = "PASS" if result["target_met"] else "MISS"
         bench.emit(
@@ -274,3 +285,57 @@ async def presence_share(bench: Any, pid: int, window_s: float) -> dict[str, Any
             if any(frame in stack for frame in PRESENCE_FRAMES):
                 inside += int(count)
     return {"samples": total, "in_heartbeat": inside, "share": round(inside / total, 4) if total else None}
+
+
+async def _watch(endpoint: Any, token: str, location: str, frames: asyncio.Queue[dict[str, Any]]) -> WebSocketClient:
+    """A connection that joins presence at ``location`` and puts every presence frame on ``frames``."""
+    member = Member()
+
+    def on_message(client: WebSocketClient, payload: bytes, received_ns: int) -> None:
+        message = json.loads(payload)
+        if message.get("type") == "presence":
+            frames.put_nowait({**message, "received": time.monotonic()})
+        else:
+            _on_message(client, payload, received_ns)
+
+    client = await WebSocketClient.connect(
+        endpoint.host, endpoint.port, f"/v1/ws?access_token={token}", on_message, member
+    )
+    await asyncio.wait_for(member.connected, 20)
+    params = {"location_id": location}
+    client.send_json({"type": "presence_join", "id": "join", "channel": "orders", "params": params, "user_info": {}})
+    reply = await asyncio.wait_for(member.ready, 20)
+    if not reply.get("success"):
+        raise RuntimeError(f"join refused: {reply}")
+    return client
+
+
+async def measure_crash_bound(bench: Any, env: dict[str, str], runs: int) -> dict[str, Any]:
+    """Seconds from SIGKILL of a member's process to ``user_left`` on another process, ``runs`` times."""
+    from bench.scenarios import fetch_token
+
+    location = bench.world.locations[0]
+    observer_deployment = await servers.start_gateway(bench.supervisor, env, name="gateway-presence-observer")
+    frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    seconds: list[float] = []
+    try:
+        observer = await _watch(observer_deployment.endpoints[0], bench.world.tokens[location], location, frames)
+        for run in range(runs):
+            doomed = await servers.start_gateway(bench.supervisor, env, name=f"gateway-presence-doomed-{run}")
+            token = await fetch_token(doomed.endpoints[0], bench.world.publisher)
+            victim = await _watch(doomed.endpoints[0], token, location, asyncio.Queue())
+            while (await asyncio.wait_for(frames.get(), 20)).get("event") != "user_joined":
+                pass
+            killed = time.monotonic()
+            for child in doomed.children:
+                os.killpg(child.pid, signal.SIGKILL)
+            while (frame := await asyncio.wait_for(frames.get(), 30)).get("event") != "user_left":
+                pass
+            seconds.append(round(frame["received"] - killed, 2))
+            victim.abort()
+            servers.stop_deployment(bench.supervisor, doomed)
+        observer.abort()
+    finally:
+        servers.stop_deployment(bench.supervisor, observer_deployment)
+    bench.emit(f"presence: SIGKILL -> user_left on another process: {seconds} s")
+    return {"runs": runs, "seconds": seconds, "max_s": max(seconds) if seconds else None}

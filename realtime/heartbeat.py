@@ -32,32 +32,53 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """One event loop's heartbeat; ``beat`` runs one at a time."""
+    """One event loop's heartbeat. Beats run one at a time and never wait for a recovery, which runs beside them:
+    re-joining thousands of members takes longer than a lapse, and the process must stay live meanwhile."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        self.recovery: asyncio.Task[None] | None = None
+        self.losses = 0  # how many times a beat found this process lost
         self.rejoin_pending = False
         self.failing = False
-        self.beats = 0
 
     async def beat(self) -> None:
         async with self.lock:
             result = await get_liveness().beat()
-            self.beats += 1
-            for key, payload in result.left:
-                await announce("user_left", key, Member.from_json(payload))
-            if result.lost or self.rejoin_pending:
-                self.rejoin_pending = True
-                await get_connection_registry().restore()
-                rejoined = await get_keeper().rejoin_all()
-                self.rejoin_pending = False
-                if rejoined:
-                    logger.warning("presence liveness was lost (Redis restart or outage); re-joined %d", rejoined)
+        for key, payload in result.left:
+            await announce("user_left", key, Member.from_json(payload))
+        if result.lost:
+            self.losses += 1
+            self.rejoin_pending = True
+        if self.rejoin_pending and (self.recovery is None or self.recovery.done()):
+            self.recovery = asyncio.get_running_loop().create_task(self._recover(), name="realtime-presence-rejoin")
+
+    async def ensure_live(self) -> None:
+        """Make this process live again now; when a beat is already running, its outcome serves."""
+        if self.lock.locked():
+            async with self.lock:
+                return
+        await self.beat()
+
+    async def _recover(self) -> None:
+        losses = self.losses
+        try:
+            await get_connection_registry().restore()
+            rejoined = await get_keeper().rejoin_all()
+        except Exception as exc:  # the next beat starts it again
+            logger.warning("re-joining presence failed (%s: %s); retrying on the next beat", type(exc).__name__, exc)
+            return
+        if losses == self.losses:  # not lost again meanwhile (then the next beat starts over)
+            self.rejoin_pending = False
+        if rejoined:
+            logger.warning("presence liveness was lost (Redis restart or outage): re-joined %d members", rejoined)
 
     async def run_forever(self) -> None:
         interval = float(realtime_settings.PRESENCE_HEARTBEAT_SECONDS)
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await self.beat()
             except asyncio.CancelledError:
@@ -70,7 +91,8 @@ class Heartbeat:
                 if self.failing:
                     logger.warning("heartbeat works again")
                 self.failing = False
-            await asyncio.sleep(interval)
+            # A fixed cadence, not interval + the beat's own time: a slow beat must not stretch the next gap.
+            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
     def stop(self) -> None:
         if self.task is not None:
@@ -91,8 +113,8 @@ async def astart_heartbeat() -> Heartbeat:
 
 
 async def arecover() -> None:
-    """Beat now: used when a script finds this process not live, so it re-registers and re-joins before retrying."""
-    await (await astart_heartbeat()).beat()
+    """Make this process live again now: a script found it not live (it also starts re-joining what it holds)."""
+    await (await astart_heartbeat()).ensure_live()
 
 
 def install_daphne_startup() -> bool:

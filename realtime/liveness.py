@@ -61,15 +61,16 @@ class ProcessNotLive(Exception):
     """This process's liveness entry is gone or lapsed: beat (which re-joins everything), then try again."""
 
 
-async def aretry_when_not_live(operation: Callable[[], Awaitable[T]]) -> T:
-    """Run ``operation``; if this process turns out not to be live, recover (beat, re-join all) and run it again."""
-    try:
-        return await operation()
-    except ProcessNotLive:
-        from realtime.heartbeat import arecover  # late: the heartbeat drives presence, which uses this module
+async def aretry_when_not_live(operation: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+    """Run ``operation``; if this process turns out not to be live, make it live again (a beat) and retry."""
+    for _ in range(attempts - 1):
+        try:
+            return await operation()
+        except ProcessNotLive:
+            from realtime.heartbeat import arecover  # late: the heartbeat drives presence, which uses this module
 
-        await arecover()
-        return await operation()
+            await arecover()
+    return await operation()
 
 
 # Shared by every script. KEYS[1] is always the procs zset and ARGV[1] the key prefix.

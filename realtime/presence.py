@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +77,10 @@ class PresenceStore(Protocol):
         Raises ``ProcessNotLive`` when this process's liveness entry is gone or lapsed."""
         ...
 
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
+        """``join`` for each entry, in order, in as few round trips as the backend can (re-joining after a loss)."""
+        ...
+
     async def leave(self, key: str, connection_id: str) -> Member | None:
         """Remove the member; return it when its user has no live member left at ``key`` (``user_left``)."""
         ...
@@ -103,6 +107,9 @@ class MemoryPresence:
         entries[connection_id] = member
         return Joined(first)
 
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
+        return [await self.join(key, connection_id, member) for key, connection_id, member in entries]
+
     async def leave(self, key: str, connection_id: str) -> Member | None:
         entries = self.conns.get(key, {})
         found = entries.pop(connection_id, None)
@@ -116,23 +123,39 @@ class MemoryPresence:
         return list(self.conns.get(key, {}).values())
 
 
-# KEYS: procs. ARGV: prefix, key, connection id, member json (with "proc"), user id, this process.
-# Returns {-1} when this process is not live, {0} (not the user's first), {1} or {1, payload of an ended member}.
+# Join one member: -1 when this process is not live, 0 (not the user's first), 1; and the payload of a dead
+# process's member that was the user's last one and went on the way (or false).
+_JOIN_FUNCTION = r"""
+local function pres_join(key, conn, payload, user, me)
+  if not is_live(me) then return -1, false end
+  local base = pres_base(key)
+  if redis.call('HEXISTS', base .. ':m', conn) == 1 then return 0, false end
+  local live, removed = pres_purge_user(key, user)
+  redis.call('HSET', base .. ':m', conn, payload)
+  redis.call('SADD', base .. ':u:' .. user, conn)
+  redis.call('SADD', held(me), 'm\n' .. key .. '\n' .. conn)
+  if live > 0 then return 0, false end
+  return 1, removed
+end
+"""
+
+# KEYS: procs. ARGV: prefix, this process, then (key, connection id, member json with "proc", user id) per member.
+# Returns {code, ended payload or false} per member, flattened.
 _JOIN = (
     LUA_LIBRARY
+    + _JOIN_FUNCTION
     + r"""
-local key, conn, payload, user, me = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if not is_live(me) then return {-1} end
-local base = pres_base(key)
-if redis.call('HEXISTS', base .. ':m', conn) == 1 then return {0} end
-local live, removed = pres_purge_user(key, user)
-redis.call('HSET', base .. ':m', conn, payload)
-redis.call('SADD', base .. ':u:' .. user, conn)
-redis.call('SADD', held(me), 'm\n' .. key .. '\n' .. conn)
-if live > 0 then return {0} end
-return {1, removed}
+local out = {}
+for i = 3, #ARGV, 4 do
+  local code, removed = pres_join(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[2])
+  table.insert(out, code)
+  table.insert(out, removed or false)
+end
+return out
 """
 )
+JOIN_BATCH = 200
+"""Members joined per script when a process joins everything again: fast, yet no long block of Redis."""
 
 # KEYS: procs. ARGV: prefix, key, connection id. Returns the payload when its user left, else false.
 _LEAVE = LUA_LIBRARY + "\nreturn pres_leave(ARGV[2], ARGV[3]) or false\n"
@@ -163,15 +186,20 @@ class RedisPresence:
         return f"{self.prefix}:live:procs"
 
     async def join(self, key: str, connection_id: str, member: Member) -> Joined:
+        return (await self.join_many([(key, connection_id, member)]))[0]
+
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
         me = self.process or process_id()
-        payload = encode({**member.as_wire(), "proc": me})
-        result = await shared_redis.script(_JOIN)(
-            keys=[self.procs_key], args=[self.prefix, key, connection_id, payload, member.user_id, me]
-        )
-        if result[0] == -1:
+        args: list[str] = [self.prefix, me]
+        for key, connection_id, member in entries:
+            args += [key, connection_id, encode({**member.as_wire(), "proc": me}), member.user_id]
+        flat = await shared_redis.script(_JOIN)(keys=[self.procs_key], args=args)
+        if any(code == -1 for code in flat[::2]):
             raise ProcessNotLive(me)
-        ended = Member.from_json(result[1]) if len(result) > 1 and result[1] else None
-        return Joined(result[0] == 1, ended)
+        return [
+            Joined(code == 1, Member.from_json(ended) if ended else None)
+            for code, ended in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
     async def leave(self, key: str, connection_id: str) -> Member | None:
         left = await shared_redis.script(_LEAVE)(keys=[self.procs_key], args=[self.prefix, key, connection_id])
@@ -261,12 +289,14 @@ class PresenceKeeper:
         return sum(len(keys) for keys in self.local.values())
 
     async def rejoin_all(self) -> int:
-        """Join every tracked member again (no recovery: the caller just registered); return how many."""
+        """Join every tracked member again, in batches (no recovery: the caller just beat); return how many."""
         store = get_presence_store()
-        for connection_id, members in list(self.local.items()):
-            for key, member in list(members.items()):
-                await _announce_join(key, member, await store.join(key, connection_id, member))
-        return self.count()
+        entries = [(key, conn, member) for conn, members in list(self.local.items()) for key, member in members.items()]
+        for start in range(0, len(entries), JOIN_BATCH):
+            batch = entries[start : start + JOIN_BATCH]
+            for (key, _, member), joined in zip(batch, await store.join_many(batch), strict=True):
+                await _announce_join(key, member, joined)
+        return len(entries)
 
 
 _keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()
