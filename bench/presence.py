@@ -56,6 +56,7 @@ class Member:
         loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = loop.create_future()
         self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.user_id = ""
 
 
 def _on_message(client: WebSocketClient, payload: bytes, received_ns: int) -> None:
@@ -63,6 +64,7 @@ def _on_message(client: WebSocketClient, payload: bytes, received_ns: int) -> No
     message = json.loads(payload)
     kind = message.get("type")
     if kind == "connected" and not member.connected.done():
+        member.user_id = str(message.get("user_id", ""))
         member.connected.set_result(None)
     elif message.get("id") == "join" and not member.ready.done():
         member.ready.set_result(message)
@@ -194,6 +196,7 @@ async def scenario_presence(bench: Any, targets: Sequence[Any] | None = None) ->
             client.abort()
         clients = []
         servers.stop_deployment(bench.supervisor, deployment)
+        stats_client.flushdb()  # what the stopped gateway left is not part of the crash measurement
         result["crash_bound"] = await measure_crash_bound(bench, env, CRASH_RUNS)
         bench.emit("presence " + json.dumps(result))
         verdict = "PASS" if result["target_met"] else "MISS"
@@ -287,7 +290,9 @@ async def presence_share(bench: Any, pid: int, window_s: float) -> dict[str, Any
     return {"samples": total, "in_heartbeat": inside, "share": round(inside / total, 4) if total else None}
 
 
-async def _watch(endpoint: Any, token: str, location: str, frames: asyncio.Queue[dict[str, Any]]) -> WebSocketClient:
+async def _watch(
+    endpoint: Any, token: str, location: str, frames: asyncio.Queue[dict[str, Any]]
+) -> tuple[WebSocketClient, str]:
     """A connection that joins presence at ``location`` and puts every presence frame on ``frames``."""
     member = Member()
 
@@ -307,7 +312,14 @@ async def _watch(endpoint: Any, token: str, location: str, frames: asyncio.Queue
     reply = await asyncio.wait_for(member.ready, 20)
     if not reply.get("success"):
         raise RuntimeError(f"join refused: {reply}")
-    return client
+    return client, member.user_id
+
+
+async def _next_presence(frames: asyncio.Queue[dict[str, Any]], event: str, user_id: str) -> dict[str, Any]:
+    while True:
+        frame = await asyncio.wait_for(frames.get(), 30)
+        if frame.get("event") == event and frame.get("data", {}).get("user_id") == user_id:
+            return frame
 
 
 async def measure_crash_bound(bench: Any, env: dict[str, str], runs: int) -> dict[str, Any]:
@@ -319,18 +331,16 @@ async def measure_crash_bound(bench: Any, env: dict[str, str], runs: int) -> dic
     frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     seconds: list[float] = []
     try:
-        observer = await _watch(observer_deployment.endpoints[0], bench.world.tokens[location], location, frames)
+        observer, _ = await _watch(observer_deployment.endpoints[0], bench.world.tokens[location], location, frames)
         for run in range(runs):
             doomed = await servers.start_gateway(bench.supervisor, env, name=f"gateway-presence-doomed-{run}")
             token = await fetch_token(doomed.endpoints[0], bench.world.publisher)
-            victim = await _watch(doomed.endpoints[0], token, location, asyncio.Queue())
-            while (await asyncio.wait_for(frames.get(), 20)).get("event") != "user_joined":
-                pass
+            victim, victim_user = await _watch(doomed.endpoints[0], token, location, asyncio.Queue())
+            await _next_presence(frames, "user_joined", victim_user)
             killed = time.monotonic()
             for child in doomed.children:
                 os.killpg(child.pid, signal.SIGKILL)
-            while (frame := await asyncio.wait_for(frames.get(), 30)).get("event") != "user_left":
-                pass
+            frame = await _next_presence(frames, "user_left", victim_user)
             seconds.append(round(frame["received"] - killed, 2))
             victim.abort()
             servers.stop_deployment(bench.supervisor, doomed)

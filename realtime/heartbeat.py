@@ -42,17 +42,27 @@ class Heartbeat:
         self.losses = 0  # how many times a beat found this process lost
         self.rejoin_pending = False
         self.failing = False
+        self.announcing: asyncio.Task[None] | None = None
 
     async def beat(self) -> None:
         async with self.lock:
             result = await get_liveness().beat()
-        for key, payload in result.left:
-            await announce("user_left", key, Member.from_json(payload))
+        if result.left:  # beside the beats too: thousands of user_left must not delay the next beat
+            self.announcing = asyncio.get_running_loop().create_task(self._announce_left(result.left, self.announcing))
         if result.lost:
             self.losses += 1
             self.rejoin_pending = True
         if self.rejoin_pending and (self.recovery is None or self.recovery.done()):
             self.recovery = asyncio.get_running_loop().create_task(self._recover(), name="realtime-presence-rejoin")
+
+    async def _announce_left(self, left: list[tuple[str, str]], previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # in sweep order
+        for key, payload in left:
+            try:
+                await announce("user_left", key, Member.from_json(payload))
+            except Exception as exc:
+                logger.warning("user_left at %s not announced (%s: %s)", key, type(exc).__name__, exc)
 
     async def ensure_live(self) -> None:
         """Make this process live again now; when a beat is already running, its outcome serves."""
