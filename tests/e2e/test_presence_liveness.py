@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -158,10 +158,18 @@ async def test_a_process_with_a_wrong_clock_neither_expires_others_early_nor_kee
     true = gateways(shared_redis)
     wrong = gateways(shared_redis, **env)
     john = await joined(true, "john")
-    sarah = await joined(wrong, "sarah")  # each logs in where it connects: a token's iat follows that clock
+    token = login(wrong, "sarah")  # each logs in where it connects: a token's iat follows that clock
+    before = datetime.now(UTC)
+    sarah = await WsClient.open(wrong.ws, token)
+    after = datetime.now(UTC)
     server_time = datetime.fromisoformat(sarah.connected["server_time"].replace("Z", "+00:00"))
-    skew = (server_time - datetime.now(UTC)).total_seconds()
-    assert abs(skew - float(offset.removesuffix("s"))) < 2, f"the clock is {skew:+.1f}s off, not {offset}"
+    shift = timedelta(seconds=float(offset.removesuffix("s")))
+    assert before + shift - timedelta(seconds=1) <= server_time <= after + shift + timedelta(seconds=1), (
+        f"the process's clock is not {offset} off: {server_time} against {before}..{after}"
+    )
+    await sarah.subscribe("orders", AT)
+    reply = await sarah.request({"type": "presence_join", "channel": "orders", "params": AT, "user_info": {}})
+    assert reply["success"] is True, reply
 
     # Both sweep every second; with clocks compared, the skewed one would expire the other's members (or its own
     # would be expired by the other) long before QUIET_S.
