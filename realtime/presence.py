@@ -285,9 +285,6 @@ class PresenceKeeper:
             if not keys:
                 del self.local[connection_id]
 
-    def count(self) -> int:
-        return sum(len(keys) for keys in self.local.values())
-
     async def rejoin_all(self) -> int:
         """Join every tracked member again, in batches (no recovery: the caller just beat); return how many."""
         store = get_presence_store()
