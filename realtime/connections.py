@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from realtime import redis as shared_redis
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id
+from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 
 class ConnectionRegistry(Protocol):
@@ -110,7 +110,7 @@ class RedisConnections:
 
     @property
     def procs_key(self) -> str:
-        return f"{self.prefix}:live:procs"
+        return procs_key(self.prefix)
 
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
         async def attempt() -> int:

@@ -1,6 +1,6 @@
 """Process liveness: one entry per gateway process in Redis, and the members and connections tied to it.
 
-Each process has an id (``proc-<pid>-<random>``) and refreshes one score in the ``<prefix>:live:procs`` sorted set
+Each process has an id (``proc-<pid>-<random>``) and refreshes one score in the ``<prefix>:liveness:procs`` sorted set
 every ``PRESENCE_HEARTBEAT_SECONDS``: the Redis server's ``TIME`` plus ``PRESENCE_TTL_SECONDS``. Presence members and
 per-user connection counts record the process that holds them, and every script that reads or counts them asks
 whether that process is still live, against the Redis server's clock. So a member of a dead process stops counting
@@ -8,7 +8,7 @@ the moment its process's score passes, whether or not anything has swept it, and
 with another's.
 
 The same heartbeat script sweeps: it removes every lapsed process together with everything it held (listed in
-``<prefix>:live:held:<proc>``), atomically, and returns the users that left, so exactly one live process announces
+``<prefix>:liveness:held:<proc>``), atomically, and returns the users that left, so exactly one live process announces
 each ``user_left``. At rest a beat is one ``EVALSHA`` per process, whatever the number of members.
 
 A process that finds its own entry gone (Redis restarted, or it was cut off longer than the lapse and swept) or
@@ -16,8 +16,8 @@ lapsed (cut off, not swept yet: it sweeps itself first) is told ``lost`` and joi
 
 Key layout (``P`` = ``REDIS_PREFIX``; presence ``K`` = ``<channel>:<location_id>``)::
 
-    P:live:procs             zset  proc -> deadline (ms, Redis TIME)
-    P:live:held:<proc>       set   "m\\n<K>\\n<conn>" (presence member), "c\\n<user>\\n<conn>" (connection)
+    P:liveness:procs         zset  proc -> deadline (ms, Redis TIME)
+    P:liveness:held:<proc>   set   "m\\n<K>\\n<conn>" (presence member), "c\\n<user>\\n<conn>" (connection)
     P:pres:{K}:m             hash  conn -> member JSON with "proc"
     P:pres:{K}:u:<user>      set   the user's conns at K
     P:conn:<user>            hash  conn -> proc
@@ -51,6 +51,11 @@ def process_id() -> str:
     if _process is None or _process[0] != pid:
         _process = (pid, f"proc-{pid}-{secrets.token_hex(4)}")
     return _process[1]
+
+
+def procs_key(prefix: str) -> str:
+    """The sorted set of process liveness deadlines (KEYS[1] of every script here)."""
+    return f"{prefix}:liveness:procs"
 
 
 def lapse_ms() -> int:
@@ -93,7 +98,7 @@ local function is_live(proc)
   end
   return cached
 end
-local function held(proc) return prefix .. ':live:held:' .. proc end
+local function held(proc) return prefix .. ':liveness:held:' .. proc end
 local function pres_base(key) return prefix .. ':pres:{' .. key .. '}' end
 local function conn_key(user) return prefix .. ':conn:' .. user end
 
@@ -213,7 +218,7 @@ class RedisLiveness:
 
     @property
     def procs_key(self) -> str:
-        return f"{self.prefix}:live:procs"
+        return procs_key(self.prefix)
 
     async def beat(self) -> Beat:
         lost, flat = await shared_redis.script(_BEAT)(

@@ -27,7 +27,7 @@ from channels.layers import get_channel_layer
 
 from realtime import redis as shared_redis
 from realtime.groups import group_for_stream
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id
+from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class RedisPresence:
 
     @property
     def procs_key(self) -> str:
-        return f"{self.prefix}:live:procs"
+        return procs_key(self.prefix)
 
     async def join(self, key: str, connection_id: str, member: Member) -> Joined:
         return (await self.join_many([(key, connection_id, member)]))[0]

@@ -53,13 +53,13 @@ async def no_presence_event(client: WsClient, seconds: float, **match: str) -> N
 
 def live_processes(gateway: Gateway, redis_url: str) -> list[str]:
     with redis.Redis.from_url(redis_url) as client:
-        return [p.decode() for p in client.zrange(f"{gateway.env['REDIS_PREFIX']}:live:procs", 0, -1)]
+        return [p.decode() for p in client.zrange(f"{gateway.env['REDIS_PREFIX']}:liveness:procs", 0, -1)]
 
 
 def presence_keys(gateway: Gateway, redis_url: str) -> list[bytes]:
     prefix = gateway.env["REDIS_PREFIX"]
     with redis.Redis.from_url(redis_url) as client:
-        return list(client.scan_iter(f"{prefix}:pres:*")) + list(client.scan_iter(f"{prefix}:live:held:*"))
+        return list(client.scan_iter(f"{prefix}:pres:*")) + list(client.scan_iter(f"{prefix}:liveness:held:*"))
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])  # lifespan startup; daphne's reactor start

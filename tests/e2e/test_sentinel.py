@@ -73,5 +73,5 @@ async def test_gateways_use_redis_through_sentinel(gateways, sentinel, private_r
     keys = {k.decode() for k in primary.keys("*")}
     primary.close()
     assert any(":hist:" in k for k in keys) and any(":pres:" in k for k in keys) and any(":conn:" in k for k in keys)
-    assert any(":live:" in k for k in keys)  # the processes' liveness (presence, connection counts)
+    assert any(":liveness:" in k for k in keys)  # the processes' liveness (presence, connection counts)
     await kim.close()

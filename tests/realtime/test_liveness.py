@@ -92,8 +92,8 @@ async def test_the_sweep_removes_a_lapsed_process_once_and_reports_who_left(live
     left = [(key, json.loads(payload)["user_id"]) for beat in beats for key, payload in beat.left]
     assert left == [(KEY, "user-john")]  # once, and not kim, who is still on c
     assert [m.user_id for m in await a.presence.members(KEY)] == ["user-kim"]
-    assert live_redis.zscore(f"{PREFIX}:live:procs", "proc-b") is None
-    assert not live_redis.exists(f"{PREFIX}:live:held:proc-b")
+    assert live_redis.zscore(f"{PREFIX}:liveness:procs", "proc-b") is None
+    assert not live_redis.exists(f"{PREFIX}:liveness:held:proc-b")
     assert live_redis.hgetall(f"{PREFIX}:conn:user-john") == {}
 
 
