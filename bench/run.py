@@ -31,9 +31,12 @@ from types import FrameType
 from typing import Any
 
 from bench import metrics_cost, report, scenarios, servers
+from bench.presence import scenario_presence
 from bench.scenarios import BASELINE, FULL, GATEWAY, QUICK, Bench, Scale, World
 
 scenarios.SCENARIOS["metrics"] = metrics_cost.scenario_metrics  # issue 15: metrics on vs off (not in the full run)
+scenarios.SCENARIOS["presence"] = scenario_presence  # issue 12: presence at rest (bench/presence.py)
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789abcdef"
 RAISED_LIMITS = {"REALTIME_MAX_CONNECTIONS_PER_USER": "10000"}
@@ -225,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall_start = time.perf_counter()
     scale = QUICK if arguments.quick else FULL
-    names = arguments.scenario or list(scenarios.FULL_RUN_ORDER)
+    names = arguments.scenario or [*scenarios.FULL_RUN_ORDER, "presence"]
     fd_limit = raise_fd_limit()
     pinning = pin_generator()
     print(f"bench: open-file limit {fd_limit}; {pinning}", flush=True)

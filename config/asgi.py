@@ -11,12 +11,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from realtime.daphne_support import install_daphne_support  # noqa: E402
+from realtime.heartbeat import install_daphne_startup  # noqa: E402
 from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
 from realtime.proxy import TrustedProxyHeaders  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 install_daphne_support()  # bounded send buffers (4408) and RFC server close codes (1008, 1009, 1012)
 install_daphne_shutdown_trigger()  # SIGTERM closes connections with 1012 and leaves presence first
+install_daphne_startup()  # the presence heartbeat starts with the process, as the lifespan startup does on uvicorn
 
 application = LifespanShutdown(
     ProtocolTypeRouter(

@@ -32,8 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_BURST": 50,
     "RATE_LIMIT_MAX_VIOLATIONS": 50,
     # Presence
-    "PRESENCE_TTL_SECONDS": 30.0,
-    "PRESENCE_HEARTBEAT_SECONDS": 10.0,
+    # (issue 12) liveness per process: members of a process unheard for TTL seconds no longer count; the
+    # sweep on each heartbeat then announces their user_left, so within TTL + HEARTBEAT of a crash (4 s)
+    "PRESENCE_TTL_SECONDS": 3.0,
+    "PRESENCE_HEARTBEAT_SECONDS": 1.0,
     "PRESENCE_USER_INFO_MAX_BYTES": 1024,
     "PRESENCE_USER_INFO_MAX_DEPTH": 3,
     # Stream history (resume)

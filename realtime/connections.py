@@ -1,28 +1,28 @@
 """How many connections each user has open, across every gateway process, for the per-user limit.
 
-Entries expire like presence members (``PRESENCE_TTL_SECONDS``, renewed by each process's heartbeat), so the
-connections of a process that died stop counting within that bound. In memory without Redis.
+Each connection is tied to its process's liveness (``realtime.liveness``), like presence members: a connection of a
+process whose liveness lapsed never counts, and the sweep removes them all with the process. Nothing is renewed per
+connection. In memory without Redis.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
 from realtime import redis as shared_redis
-from realtime.conf import realtime_settings
+from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 
 class ConnectionRegistry(Protocol):
-    async def add(self, user_id: str, connection_id: str, limit: int) -> bool: ...
+    async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
+        """Count the connection unless the user already has ``limit`` live ones; atomic, idempotent."""
+        ...
 
     async def remove(self, user_id: str, connection_id: str) -> None: ...
 
-    async def renew(self, connections: dict[str, list[str]]) -> None: ...
-
-
-def _expiry() -> float:
-    return time.time() + float(realtime_settings.PRESENCE_TTL_SECONDS)
+    async def restore(self) -> None:
+        """Count this process's open connections again, after its liveness was lost (no limit applies)."""
+        ...
 
 
 class MemoryConnections:
@@ -31,7 +31,7 @@ class MemoryConnections:
 
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
         open_ = self.by_user.setdefault(user_id, set())
-        if len(open_) >= limit:
+        if connection_id not in open_ and len(open_) >= limit:
             return False
         open_.add(connection_id)
         return True
@@ -43,47 +43,101 @@ class MemoryConnections:
             if not open_:
                 del self.by_user[user_id]
 
-    async def renew(self, connections: dict[str, list[str]]) -> None:
+    async def restore(self) -> None:
         return None
 
 
-# KEYS: the user's zset. ARGV: connection id, limit, now, expiry, ttl ms.
-_ADD = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+# KEYS: procs. ARGV: prefix, user, connection id, limit, this process. Returns -1 (not live), 0 (refused), 1.
+_ADD = (
+    LUA_LIBRARY
+    + r"""
+local user, conn, limit, me = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if not is_live(me) then return -1 end
+local hash = conn_key(user)
+local flat = redis.call('HGETALL', hash)
+local count, present = 0, false
+for i = 1, #flat, 2 do
+  if flat[i] == conn then
+    present = true
+  elseif is_live(flat[i + 1]) then
+    count = count + 1
+  else
+    redis.call('HDEL', hash, flat[i])
+    redis.call('SREM', held(flat[i + 1]), 'c\n' .. user .. '\n' .. flat[i])
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if not present and count >= limit then return 0 end
+redis.call('HSET', hash, conn, me)
+redis.call('SADD', held(me), 'c\n' .. user .. '\n' .. conn)
 return 1
 """
+)
+
+# KEYS: procs. ARGV: prefix, user, connection id.
+_REMOVE = (
+    LUA_LIBRARY
+    + r"""
+local user, conn = ARGV[2], ARGV[3]
+local proc = redis.call('HGET', conn_key(user), conn)
+if proc then
+  redis.call('HDEL', conn_key(user), conn)
+  redis.call('SREM', held(proc), 'c\n' .. user .. '\n' .. conn)
+end
+return 0
+"""
+)
+
+# KEYS: procs. ARGV: prefix, this process, then user, connection id pairs.
+_RESTORE = (
+    LUA_LIBRARY
+    + r"""
+local me = ARGV[2]
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', conn_key(ARGV[i]), ARGV[i + 1], me)
+  redis.call('SADD', held(me), 'c\n' .. ARGV[i] .. '\n' .. ARGV[i + 1])
+end
+return 0
+"""
+)
+RESTORE_BATCH = 500
 
 
 class RedisConnections:
-    def __init__(self, prefix: str) -> None:
-        self._prefix = f"{prefix}:conns:"
+    def __init__(self, prefix: str, process: str | None = None) -> None:
+        self.prefix = prefix
+        self.process = process
+        self.local: dict[str, str] = {}  # this process's connections: connection id -> user id
+
+    @property
+    def procs_key(self) -> str:
+        return procs_key(self.prefix)
 
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
-        add = shared_redis.script(_ADD)
-        ttl_ms = int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000)
-        ok = await add(keys=[self._prefix + user_id], args=[connection_id, limit, time.time(), _expiry(), ttl_ms])
-        return bool(ok)
+        async def attempt() -> int:
+            me = self.process or process_id()
+            result = await shared_redis.script(_ADD)(
+                keys=[self.procs_key], args=[self.prefix, user_id, connection_id, limit, me]
+            )
+            if result == -1:
+                raise ProcessNotLive(me)
+            return int(result)
+
+        admitted = await aretry_when_not_live(attempt) == 1
+        if admitted:
+            self.local[connection_id] = user_id
+        return admitted
 
     async def remove(self, user_id: str, connection_id: str) -> None:
-        await shared_redis.client().zrem(self._prefix + user_id, connection_id)
+        self.local.pop(connection_id, None)
+        await shared_redis.script(_REMOVE)(keys=[self.procs_key], args=[self.prefix, user_id, connection_id])
 
-    async def renew(self, connections: dict[str, list[str]]) -> None:
-        if not connections:
-            return
-        client = shared_redis.client()
-        expiry = _expiry()
-        ttl_ms = int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000)
-        async with client.pipeline(transaction=False) as pipe:
-            for user_id, connection_ids in connections.items():
-                # Not XX: re-adding restores the counts after Redis lost them (a restart).
-                pipe.zadd(self._prefix + user_id, dict.fromkeys(connection_ids, expiry))
-                pipe.pexpire(self._prefix + user_id, ttl_ms)
-            await pipe.execute()
+    async def restore(self) -> None:
+        pairs = [value for conn, user in list(self.local.items()) for value in (user, conn)]
+        me = self.process or process_id()
+        for start in range(0, len(pairs), 2 * RESTORE_BATCH):
+            await shared_redis.script(_RESTORE)(
+                keys=[self.procs_key], args=[self.prefix, me, *pairs[start : start + 2 * RESTORE_BATCH]]
+            )
 
 
 _registry: ConnectionRegistry | None = None

@@ -18,10 +18,8 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime import access_cache, live, metrics
-from realtime.conf import realtime_settings
-from realtime.connections import get_connection_registry
 from realtime.groups import CONTROL_GROUP
-from realtime.presence import get_keeper
+from realtime.heartbeat import astart_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ class Hub:
         self.users: dict[str, set[Member]] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._beat: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "rt.event": self._on_event,
             "rt.presence": self._on_presence,
@@ -63,7 +60,7 @@ class Hub:
         self.channel_name = await self.layer.new_channel("rt.hub.")
         await self.layer.group_add(CONTROL_GROUP, self.channel_name)
         self._task = asyncio.create_task(self._receive_forever(), name="realtime-hub")
-        self._beat = asyncio.create_task(self._beat_forever(), name="realtime-heartbeat")
+        await astart_heartbeat()  # a no-op when the lifespan (or daphne's reactor) started it already
 
     # Membership -----------------------------------------------------------------------------------------------
 
@@ -113,25 +110,6 @@ class Hub:
         if not members:
             del self.members[group]
             await self.layer.group_discard(group, self.channel_name)
-
-    async def beat(self) -> None:
-        """Renew this process's liveness in shared state: presence members and per-user connection counts."""
-        await get_keeper().beat()
-        await get_connection_registry().renew(
-            {user_id: [m.connection_id for m in members] for user_id, members in self.users.items()}
-        )
-        await live.get_tracker().beat()
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(float(realtime_settings.PRESENCE_HEARTBEAT_SECONDS))
-            try:
-                await self.beat()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.record_redis_error("heartbeat")
-                logger.exception("heartbeat failed; retrying on the next beat")
 
     # Delivery -------------------------------------------------------------------------------------------------
 

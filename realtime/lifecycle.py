@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from realtime.conf import realtime_settings
+from realtime.heartbeat import astart_heartbeat
 from realtime.hub import current_hubs
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class LifespanShutdown:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await astart_heartbeat()  # presence liveness and the sweep of dead processes start with the process
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 closed = await aclose_all_connections()

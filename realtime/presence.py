@@ -1,13 +1,16 @@
 """Presence: who is connected to a channel at a location, across every gateway process.
 
 Members are connections; the protocol shows users. A user's first connection to join produces ``user_joined``,
-their last one to leave (by ``presence_leave``, by closing, or by expiring) produces ``user_left``. Every member
-carries an expiry that its process renews on a heartbeat, so the members of a process that died without cleaning
-up expire within ``PRESENCE_TTL_SECONDS`` and are swept (by any live process) into ``user_left`` like a normal leave.
+their last one to leave (by ``presence_leave``, by closing, or with its process) produces ``user_left``.
+
+Members are tied to their process's liveness (``realtime.liveness``), not renewed one by one: a member of a process
+whose liveness lapsed (``PRESENCE_TTL_SECONDS`` after its last heartbeat, on the Redis server's clock) never counts,
+in ``presence_list`` or in deciding ``user_joined``/``user_left``, swept or not; the next sweep by any live process
+removes all of that process's members at once and announces ``user_left`` for each user with no member left.
 
 With ``REDIS_URL`` set the state is in Redis and every change is one Lua script, so two tabs of one user joining or
 leaving at once give exactly one ``user_joined`` and one ``user_left``. Without Redis it lives in memory behind the
-same interface.
+same interface (one process, always live).
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
 from realtime import redis as shared_redis
-from realtime.conf import realtime_settings
 from realtime.groups import group_for_stream
+from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
 
 logger = logging.getLogger(__name__)
@@ -59,33 +61,54 @@ def list_users(members: Iterable[Member]) -> list[dict[str, Any]]:
     return [m.as_wire() for m in sorted(earliest.values(), key=lambda m: (m.joined_at, m.user_id))]
 
 
+@dataclass(frozen=True)
+class Joined:
+    """What a join changed: ``first`` means announce ``user_joined``; ``ended`` is a member of a dead process that
+    was the user's last one and was removed on the way (announce its ``user_left`` first)."""
+
+    first: bool
+    ended: Member | None = None
+
+
 class PresenceStore(Protocol):
-    async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool: ...
+    async def join(self, key: str, connection_id: str, member: Member) -> Joined:
+        """Add the member (idempotent: joining again changes nothing); atomic per key and user.
 
-    async def leave(self, key: str, connection_id: str) -> Member | None: ...
+        Raises ``ProcessNotLive`` when this process's liveness entry is gone or lapsed."""
+        ...
 
-    async def members(self, key: str) -> list[Member]: ...
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
+        """``join`` for each entry, in order, in as few round trips as the backend can (re-joining after a loss)."""
+        ...
 
-    async def sweep(self, now: float) -> list[tuple[str, Member]]: ...
+    async def leave(self, key: str, connection_id: str) -> Member | None:
+        """Remove the member; return it when its user has no live member left at ``key`` (``user_left``)."""
+        ...
+
+    async def members(self, key: str) -> list[Member]:
+        """The live members at ``key``: members of lapsed processes never count, swept or not."""
+        ...
 
 
 class MemoryPresence:
-    """Presence for one process."""
+    """Presence for one process: every member is live until it leaves."""
 
     def __init__(self) -> None:
-        self.conns: dict[str, dict[str, tuple[Member, float]]] = {}
+        self.conns: dict[str, dict[str, Member]] = {}
 
     def _user_count(self, key: str, user_id: str) -> int:
-        return sum(1 for member, _ in self.conns.get(key, {}).values() if member.user_id == user_id)
+        return sum(1 for member in self.conns.get(key, {}).values() if member.user_id == user_id)
 
-    async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool:
+    async def join(self, key: str, connection_id: str, member: Member) -> Joined:
         entries = self.conns.setdefault(key, {})
         if connection_id in entries:
-            entries[connection_id] = (entries[connection_id][0], expires_at)
-            return False
+            return Joined(False)
         first = self._user_count(key, member.user_id) == 0
-        entries[connection_id] = (member, expires_at)
-        return first
+        entries[connection_id] = member
+        return Joined(first)
+
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
+        return [await self.join(key, connection_id, member) for key, connection_id, member in entries]
 
     async def leave(self, key: str, connection_id: str) -> Member | None:
         entries = self.conns.get(key, {})
@@ -94,104 +117,97 @@ class MemoryPresence:
             self.conns.pop(key, None)
         if found is None:
             return None
-        return found[0] if self._user_count(key, found[0].user_id) == 0 else None
+        return found if self._user_count(key, found.user_id) == 0 else None
 
     async def members(self, key: str) -> list[Member]:
-        now = time.time()
-        return [m for m, exp in self.conns.get(key, {}).values() if exp >= now]
-
-    async def sweep(self, now: float) -> list[tuple[str, Member]]:
-        left = []
-        for key, entries in list(self.conns.items()):
-            for connection_id, (_, exp) in list(entries.items()):
-                if exp < now:
-                    gone = await self.leave(key, connection_id)
-                    if gone is not None:
-                        left.append((key, gone))
-        return left
+        return list(self.conns.get(key, {}).values())
 
 
-# KEYS: conns hash, expiry zset, users hash, key registry set. ARGV: connection id, member json, user id, expiry, key
-_JOIN = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-  return 0
+# Join one member: -1 when this process is not live, 0 (not the user's first), 1; and the payload of a dead
+# process's member that was the user's last one and went on the way (or false).
+_JOIN_FUNCTION = r"""
+local function pres_join(key, conn, payload, user, me)
+  if not is_live(me) then return -1, false end
+  local base = pres_base(key)
+  if redis.call('HEXISTS', base .. ':m', conn) == 1 then return 0, false end
+  local live, removed = pres_purge_user(key, user)
+  redis.call('HSET', base .. ':m', conn, payload)
+  redis.call('SADD', base .. ':u:' .. user, conn)
+  redis.call('SADD', held(me), 'm\n' .. key .. '\n' .. conn)
+  if live > 0 then return 0, false end
+  return 1, removed
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[5])
-return redis.call('HINCRBY', KEYS[3], ARGV[3], 1) == 1 and 1 or 0
 """
 
-
-def _leave_script(ids: str) -> str:
-    """Lua that leaves the connections in ``ids`` and returns the members whose user has no connection left."""
-    return f"""
-local ids = {ids}
-local left = {{}}
-for i = 1, #ids do
-  local payload = redis.call('HGET', KEYS[1], ids[i])
-  if payload then
-    redis.call('HDEL', KEYS[1], ids[i])
-    redis.call('ZREM', KEYS[2], ids[i])
-    local user = cjson.decode(payload)['user_id']
-    if redis.call('HINCRBY', KEYS[3], user, -1) <= 0 then
-      redis.call('HDEL', KEYS[3], user)
-      table.insert(left, payload)
-    end
-  end
+# KEYS: procs. ARGV: prefix, this process, then (key, connection id, member json with "proc", user id) per member.
+# Returns {code, ended payload or false} per member, flattened.
+_JOIN = (
+    LUA_LIBRARY
+    + _JOIN_FUNCTION
+    + r"""
+local out = {}
+for i = 3, #ARGV, 4 do
+  local code, removed = pres_join(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[2])
+  table.insert(out, code)
+  table.insert(out, removed or false)
 end
-return left
+return out
 """
+)
+JOIN_BATCH = 200
+"""Members joined per script when a process joins everything again: fast, yet no long block of Redis."""
 
+# KEYS: procs. ARGV: prefix, key, connection id. Returns the payload when its user left, else false.
+_LEAVE = LUA_LIBRARY + "\nreturn pres_leave(ARGV[2], ARGV[3]) or false\n"
 
-# KEYS: conns, expiry, users. ARGV: connection ids (leave) or now (sweep: every connection expired before now).
-_LEAVE = _leave_script("ARGV")
-_SWEEP = _leave_script("redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])")
+# KEYS: procs. ARGV: prefix, key. Returns the payloads of the live members.
+_MEMBERS = (
+    LUA_LIBRARY
+    + r"""
+local out = {}
+local flat = redis.call('HGETALL', pres_base(ARGV[2]) .. ':m')
+for i = 2, #flat, 2 do
+  if is_live(cjson.decode(flat[i])['proc']) then table.insert(out, flat[i]) end
+end
+return out
+"""
+)
 
 
 class RedisPresence:
-    """Presence in Redis, shared by every gateway process."""
+    """Presence in Redis, shared by every gateway process; each member is tied to its process's liveness."""
 
-    def __init__(self, prefix: str = "rtgw") -> None:
-        self.key_prefix = f"{prefix}:pres:"
-        self.registry = f"{prefix}:pres:keys"
+    def __init__(self, prefix: str = "rtgw", process: str | None = None) -> None:
+        self.prefix = prefix
+        self.process = process
 
-    def _keys(self, key: str) -> list[str]:
-        base = f"{self.key_prefix}{{{key}}}"
-        return [f"{base}:conns", f"{base}:exp", f"{base}:users"]
+    @property
+    def procs_key(self) -> str:
+        return procs_key(self.prefix)
 
-    async def join(self, key: str, connection_id: str, member: Member, expires_at: float) -> bool:
-        first = await shared_redis.script(_JOIN)(
-            keys=[*self._keys(key), self.registry],
-            args=[connection_id, member.to_json(), member.user_id, expires_at, key],
-        )
-        return bool(first)
+    async def join(self, key: str, connection_id: str, member: Member) -> Joined:
+        return (await self.join_many([(key, connection_id, member)]))[0]
+
+    async def join_many(self, entries: Sequence[tuple[str, str, Member]]) -> list[Joined]:
+        me = self.process or process_id()
+        args: list[str] = [self.prefix, me]
+        for key, connection_id, member in entries:
+            args += [key, connection_id, encode({**member.as_wire(), "proc": me}), member.user_id]
+        flat = await shared_redis.script(_JOIN)(keys=[self.procs_key], args=args)
+        if any(code == -1 for code in flat[::2]):
+            raise ProcessNotLive(me)
+        return [
+            Joined(code == 1, Member.from_json(ended) if ended else None)
+            for code, ended in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
     async def leave(self, key: str, connection_id: str) -> Member | None:
-        left = await shared_redis.script(_LEAVE)(keys=self._keys(key), args=[connection_id])
-        return Member.from_json(left[0]) if left else None
+        left = await shared_redis.script(_LEAVE)(keys=[self.procs_key], args=[self.prefix, key, connection_id])
+        return Member.from_json(left) if left else None
 
     async def members(self, key: str) -> list[Member]:
-        conns, exp, _ = self._keys(key)
-        client = shared_redis.client()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(conns)
-            pipe.zrangebyscore(exp, time.time(), "+inf")
-            entries, alive = await pipe.execute()
-        live = set(alive)
-        return [Member.from_json(raw) for conn_id, raw in entries.items() if conn_id in live]
-
-    async def sweep(self, now: float) -> list[tuple[str, Member]]:
-        client = shared_redis.client()
-        left: list[tuple[str, Member]] = []
-        for raw_key in await client.smembers(self.registry):
-            key = raw_key.decode()
-            for payload in await shared_redis.script(_SWEEP)(keys=self._keys(key), args=[now]):
-                left.append((key, Member.from_json(payload)))
-            if not await client.exists(self._keys(key)[0]):
-                await client.srem(self.registry, key)
-        return left
+        payloads = await shared_redis.script(_MEMBERS)(keys=[self.procs_key], args=[self.prefix, key])
+        return [Member.from_json(raw) for raw in payloads]
 
 
 _store: PresenceStore | None = None
@@ -224,13 +240,18 @@ async def announce(event: str, key: str, member: Member) -> None:
     )
 
 
-def expiry_from_now() -> float:
-    return time.time() + float(realtime_settings.PRESENCE_TTL_SECONDS)
+async def _announce_join(key: str, member: Member, joined: Joined) -> None:
+    if joined.ended is not None:
+        await announce("user_left", key, joined.ended)
+    if joined.first:
+        await announce("user_joined", key, member)
 
 
 async def ajoin(key: str, connection_id: str, member: Member) -> None:
-    if await get_presence_store().join(key, connection_id, member, expiry_from_now()):
-        await announce("user_joined", key, member)
+    """Join and announce; a process that finds itself not live recovers (re-joining all it holds) first."""
+    store = get_presence_store()
+    joined = await aretry_when_not_live(lambda: store.join(key, connection_id, member))
+    await _announce_join(key, member, joined)
 
 
 async def aleave(key: str, connection_id: str) -> None:
@@ -244,10 +265,11 @@ async def alist(key: str) -> list[dict[str, Any]]:
 
 
 class PresenceKeeper:
-    """This process's share of presence upkeep: keep its members alive, sweep anybody's expired members.
+    """What this process (event loop) holds in presence, to join again after its liveness was lost.
 
-    ``beat`` runs on the process heartbeat (``realtime.hub``). It re-joins rather than merely renews, so members
-    come back on their own after the Redis state was lost (a restart), announced with ``user_joined`` again.
+    The heartbeat (``realtime.heartbeat``) keeps the members alive with one liveness entry; only when that entry
+    was lost (Redis restarted, or the process was cut off longer than the lapse and swept) does ``rejoin_all`` go
+    through the members, announcing ``user_joined`` again where a user had been removed.
     """
 
     def __init__(self) -> None:
@@ -263,12 +285,15 @@ class PresenceKeeper:
             if not keys:
                 del self.local[connection_id]
 
-    async def beat(self) -> None:
-        for connection_id, members in list(self.local.items()):
-            for key, member in list(members.items()):
-                await ajoin(key, connection_id, member)
-        for key, member in await get_presence_store().sweep(time.time()):
-            await announce("user_left", key, member)
+    async def rejoin_all(self) -> int:
+        """Join every tracked member again, in batches (no recovery: the caller just beat); return how many."""
+        store = get_presence_store()
+        entries = [(key, conn, member) for conn, members in list(self.local.items()) for key, member in members.items()]
+        for start in range(0, len(entries), JOIN_BATCH):
+            batch = entries[start : start + JOIN_BATCH]
+            for (key, _, member), joined in zip(batch, await store.join_many(batch), strict=True):
+                await _announce_join(key, member, joined)
+        return len(entries)
 
 
 _keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()

@@ -5,6 +5,7 @@ Every process started here is stopped by the fixture that started it, also when 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import secrets
@@ -216,3 +217,17 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+def faketime_env(offset: str) -> dict[str, str] | None:
+    """Environment that runs a process with its clock ``offset`` off (libfaketime, e.g. "+10s"); None if missing.
+
+    Only the wall clock moves: monotonic time stays true, so sleeps and timeouts behave as on a host whose
+    clock is wrong. Debian: ``apt-get install faketime``.
+    """
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")) + sorted(
+        glob.glob("/usr/lib/faketime/libfaketime.so.1")
+    )
+    if not found:
+        return None
+    return {"LD_PRELOAD": found[0], "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}

@@ -72,5 +72,6 @@ async def test_gateways_use_redis_through_sentinel(gateways, sentinel, private_r
     primary = redis.Redis.from_url(private_redis.url)  # the state the gateways reached through Sentinel
     keys = {k.decode() for k in primary.keys("*")}
     primary.close()
-    assert any(":hist:" in k for k in keys) and any(":pres:" in k for k in keys) and any(":conns:" in k for k in keys)
+    assert any(":hist:" in k for k in keys) and any(":pres:" in k for k in keys) and any(":conn:" in k for k in keys)
+    assert any(":liveness:" in k for k in keys)  # the processes' liveness (presence, connection counts)
     await kim.close()
