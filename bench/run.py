@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, scenarios, servers
+from bench import report, scenarios, servers, storm
 from bench.scenarios import BASELINE, FULL, GATEWAY, QUICK, Bench, Scale, World
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -42,6 +42,9 @@ DEFAULT_REDIS_DB = 12
 DEFAULT_BUDGET_S = 270.0
 """Steps starting later than this are skipped, so a full run stays under 5 minutes even on a busy machine."""
 QUICK_BUDGET_S = 85.0
+
+
+scenarios.SCENARIOS["storm"] = storm.scenario_storm  # issue 13: restart storm (bench/storm.py), run on request
 
 
 class GatewayUnavailable(Exception):

@@ -5,6 +5,10 @@ Browsers cannot set headers on a WebSocket, so the token may come three ways, fi
 accepts with subprotocol ``bearer``, as browsers require); the ``access_token`` query parameter.
 Only access tokens are accepted: simplejwt's ``AccessToken`` checks the signature, the expiry and the token type,
 so refresh tokens, ``alg: none`` and tokens signed with another key all fail.
+
+The handshake path (``aauthenticate_token``) verifies the token in-process first, then takes the user from the
+process's principal cache (``realtime.principals``): a bad or expired token costs no query and never enters the
+cache, and a known user costs no query and no thread hop.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from realtime import principals
 from realtime.errors import Unauthenticated
 
 BEARER_SUBPROTOCOL = "bearer"
@@ -54,19 +58,40 @@ class Identity:
     expires_at: float  # the access token's exp, in epoch seconds
 
 
-def authenticate_token(raw: str | None) -> Identity:
-    """Validate an access token and load its active user, or raise ``Unauthenticated``."""
+@dataclass(frozen=True)
+class VerifiedToken:
+    user_pk: Any
+    expires_at: float
+
+
+def verify_token(raw: str | None) -> VerifiedToken:
+    """Check an access token's signature, expiry and type, in-process; raise ``Unauthenticated``."""
     if not raw:
         raise Unauthenticated("Missing access token")
     try:
         token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError:
         raise Unauthenticated("Invalid or expired access token") from None
-    user_id = token.get(jwt_settings.USER_ID_CLAIM)
-    user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first() if user_id is not None else None
+    user_pk = token.get(jwt_settings.USER_ID_CLAIM)
+    if user_pk is None:
+        raise Unauthenticated("The token's user does not exist or is inactive")
+    return VerifiedToken(user_pk, float(token["exp"]))
+
+
+def _identity(user: User | None, verified: VerifiedToken) -> Identity:
     if user is None or not user.is_active:
         raise Unauthenticated("The token's user does not exist or is inactive")
-    return Identity(user, float(token["exp"]))
+    return Identity(user, verified.expires_at)
 
 
-aauthenticate_token = database_sync_to_async(authenticate_token)
+def authenticate_token(raw: str | None) -> Identity:
+    """Validate an access token and load its active user from the database, or raise ``Unauthenticated``."""
+    verified = verify_token(raw)
+    user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: verified.user_pk}).first()
+    return _identity(user, verified)
+
+
+async def aauthenticate_token(raw: str | None) -> Identity:
+    """Validate an access token in-process and take its active user from the principal cache (else one query)."""
+    verified = verify_token(raw)
+    return _identity(await principals.aget_user(verified.user_pk), verified)

@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
     # REST publish: how long a publisher's grant is remembered (dropped at once when access changes; 0 = never)
     "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
+    # Connect path (issue 13): each user's active flag and confirmed grants, remembered per process
+    # (forgotten at once on rt.access_changed; this TTL bounds a lost message or a signal-less update; 0 = off)
+    "PRINCIPAL_CACHE_SECONDS": 10.0,
+    "PRINCIPAL_CACHE_MAX_ENTRIES": 10_000,
 }
 
 
