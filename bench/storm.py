@@ -345,11 +345,12 @@ async def measure_storm(bench: Bench, target: Target, connections: int) -> dict[
             profiler = None
             if bench.profile_dir is not None and target.kind == "gateway":
                 profile_path = bench.profile_dir / f"{target.name}-connect.txt"
-                profiler = await profiling.start(deployment.pids[0], 60, profile_path)
+                profiler = await profiling.start(deployment.pids[0], 300, profile_path)
             connect = await storm.open_all()
             phase = window.finish()
             if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
+                with contextlib.suppress(ProcessLookupError):
+                    profiler.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
                 await profiling.finish(profiler)
                 bench.emit(profiling.summarize(profile_path))
             await asyncio.sleep(1.0)

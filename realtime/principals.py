@@ -25,9 +25,9 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -46,8 +46,9 @@ class Principal:
 
 
 _principals: OrderedDict[str, Principal] = OrderedDict()  # str(user pk) -> principal, least recently used first
-_loading: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[User | None]] = {}
+_in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}  # (loop, question...) -> its pending answer
 _generation = 0
+T = TypeVar("T")
 _lock = threading.Lock()  # forget() also runs in the thread that committed an access change
 
 
@@ -95,65 +96,87 @@ def _store(user: User, generation: int) -> Principal | None:
         return principal
 
 
+async def _single_flight(key: tuple[Any, ...], load: Callable[[], Awaitable[T]]) -> T:
+    """Run ``load`` once for concurrent callers with the same ``key`` (a reconnect storm asks the same question
+    25 times at once per user): the others wait for its result."""
+    flight = (asyncio.get_running_loop(), *key)
+    pending = _in_flight.get(flight)
+    if pending is not None:
+        return cast(T, await asyncio.shield(pending))
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    _in_flight[flight] = future
+    try:
+        result = await load()
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: waiters re-raise it through shield
+        raise
+    else:
+        future.set_result(result)
+        return result
+    finally:
+        del _in_flight[flight]
+
+
 async def aget_user(user_pk: Any) -> User | None:
     """The user behind a verified token: from memory, else one query (concurrent misses share it)."""
     principal = recall(user_pk)
     if principal is not None:
         return principal.user
-    loop = asyncio.get_running_loop()
-    key = (loop, _key(user_pk))
-    pending = _loading.get(key)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    from realtime.hub import aget_hub  # not at import time: the hub imports this module (through access_cache)
 
-    await aget_hub()  # this process must hear access changes before it remembers anything
-    future: asyncio.Future[User | None] = loop.create_future()
-    _loading[key] = future
-    generation = _generation
-    try:
+    async def load() -> User | None:
+        from realtime.hub import aget_hub  # not at import time: the hub imports this module via access_cache
+
+        await aget_hub()  # this process must hear access changes before it remembers anything
+        generation = _generation
         user = await _aload_user(user_pk)
         if user is not None:
             _store(user, generation)
-        future.set_result(user)
         return user
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved: waiters re-raise it through shield
-        raise
-    finally:
-        del _loading[key]
+
+    return await _single_flight(("user", _key(user_pk)), load)
 
 
 async def apermitted(user: User, permission: str, location_ids: Iterable[str]) -> set[str]:
     """Which of ``location_ids`` ``user`` holds ``permission`` at: confirmed ones from memory, the rest asked."""
     wanted = set(location_ids)
-    principal = recall(getattr(user, jwt_settings.USER_ID_FIELD))
+    user_pk = _key(getattr(user, jwt_settings.USER_ID_FIELD))
+    principal = recall(user_pk)
     known = principal.locations.get(permission, set()) if principal is not None else set()
     unknown = wanted - known
     if not unknown:
         return wanted
-    generation = _generation
-    granted = await _apermitted_location_ids(user, permission, among=unknown)
-    if granted and principal is not None:
-        with _lock:
-            if generation == _generation:
-                principal.locations.setdefault(permission, set()).update(granted)
+
+    async def load() -> set[str]:
+        generation = _generation
+        granted = await _apermitted_location_ids(user, permission, among=unknown)
+        if granted and principal is not None:
+            with _lock:
+                if generation == _generation:
+                    principal.locations.setdefault(permission, set()).update(granted)
+        return granted
+
+    granted = await _single_flight(("locations", user_pk, bool(user.is_active), permission, frozenset(unknown)), load)
     return (wanted & known) | granted
 
 
 async def aholds_anywhere(user: User, permission: str) -> bool:
     """True when ``user`` holds ``permission`` at one location at least (a yes is remembered)."""
-    principal = recall(getattr(user, jwt_settings.USER_ID_FIELD))
+    user_pk = _key(getattr(user, jwt_settings.USER_ID_FIELD))
+    principal = recall(user_pk)
     if principal is not None and permission in principal.anywhere:
         return True
-    generation = _generation
-    held = await _ahas_permission_anywhere(user, permission)
-    if held and principal is not None:
-        with _lock:
-            if generation == _generation:
-                principal.anywhere.add(permission)
-    return held
+
+    async def load() -> bool:
+        generation = _generation
+        held = await _ahas_permission_anywhere(user, permission)
+        if held and principal is not None:
+            with _lock:
+                if generation == _generation:
+                    principal.anywhere.add(permission)
+        return held
+
+    return await _single_flight(("anywhere", user_pk, bool(user.is_active), permission), load)
 
 
 def forget(public_ids: Iterable[str] | None) -> None:
