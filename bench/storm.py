@@ -234,12 +234,14 @@ class Storm:
         for task in self.tasks:
             task.cancel()
         for screen in self.screens:
-            if screen.client is not None:
-                screen.client.close()
+            if screen.client is not None and not screen.client.closed.done():
+                with contextlib.suppress(RuntimeError, OSError):  # uvloop refuses writes on a closed transport
+                    screen.client.close()
         await asyncio.sleep(0.5)
         for screen in self.screens:
-            if screen.client is not None:
-                screen.client.abort()
+            if screen.client is not None and not screen.client.closed.done():
+                with contextlib.suppress(RuntimeError, OSError):
+                    screen.client.abort()
 
 
 def storm_events(locations: Sequence[str], count: int) -> list[PlannedEvent]:
@@ -373,11 +375,69 @@ async def measure_storm(bench: Bench, target: Target, connections: int) -> dict[
                     f"!!! storm {target.name} connect: DISTURBED (other processes used "
                     f"{phase['foreign_cpu_share']:.0%} of the machine)"
                 )
+            if target.kind == "gateway":
+                result["bad_tokens"] = await bad_token_flood(bench, deployment, plans[0].token, connections // 5)
+                result["bad_tokens"]["cpu_ratio_to_valid_connect"] = round(
+                    result["bad_tokens"]["server_cpu_ms_per_connection"]
+                    / max(result["connect"]["server_cpu_ms_per_connection"], 1e-9),
+                    2,
+                )
+                bench.emit(json.dumps({"scenario": "storm", "target": target.name, "bad_tokens": result["bad_tokens"]}))
             # 2. restart storm
             result["restart"] = await restart_storm(bench, target, deployment, storm, locations)
         finally:
             await storm.close()
     return result
+
+
+def bad_tokens(valid: str, secret: str, count: int) -> list[str]:
+    """Half with a broken signature (a valid token's last signature bytes changed), half validly signed but expired."""
+    import jwt
+
+    head, _, signature = valid.rpartition(".")
+    forged = f"{head}.{signature[:-4]}{'AAAA' if not signature.endswith('AAAA') else 'BBBB'}"
+    now = int(time.time())
+    tokens = []
+    for number in range(count):
+        if number % 2:
+            claims = {"token_type": "access", "exp": now - 60, "iat": now - 960, "jti": f"x{number}", "user_id": "1"}
+            tokens.append(jwt.encode(claims, secret, algorithm="HS256"))
+        else:
+            tokens.append(forged)
+    return tokens
+
+
+async def bad_token_flood(bench: Bench, deployment: servers.Deployment, valid: str, count: int) -> dict[str, Any]:
+    """``count`` handshakes with bad or expired tokens: each must be refused (4401), cheaply."""
+    assert bench.gateway_env is not None
+    tokens = bad_tokens(valid, bench.gateway_env["SECRET_KEY"], count)
+    endpoint = deployment.endpoints[0]
+    screens = [Screen(endpoint, token, "orders:none", {"location_id": "none"}) for token in tokens]
+    storm = Storm(screens, "bad")
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    refused = accepted = 0
+
+    async def one(screen: Screen) -> None:
+        nonlocal refused, accepted
+        async with gate:
+            try:
+                await storm.attempt(screen)
+                accepted += 1
+            except (TimeoutError, HandshakeFailed, OSError, RuntimeError):
+                refused += 1
+
+    window = Machine(deployment.pids)
+    await asyncio.gather(*(one(s) for s in screens))
+    phase = window.finish()
+    await storm.close()
+    return {
+        "connections": count,
+        "refused": refused,
+        "accepted": accepted,
+        "errors": sorted({code for s in screens for code in s.errors}),
+        **phase,
+        "server_cpu_ms_per_connection": round(phase["server_cpu_s"] / max(1, count) * 1000, 3),
+    }
 
 
 async def restart_storm(

@@ -8,11 +8,17 @@ so refresh tokens, ``alg: none`` and tokens signed with another key all fail.
 
 The handshake path (``aauthenticate_token``) verifies the token in-process first, then takes the user from the
 process's principal cache (``realtime.principals``): a bad or expired token costs no query and never enters the
-cache, and a known user costs no query and no thread hop.
+cache, and a known user costs no query and no thread hop. A token already verified in this process (a screen's
+token is reused by each of its reconnects, and a restart storm brings them all back at once) is recognised by its
+exact text until its ``exp``: the signature is not checked twice. Only tokens that passed verification are
+remembered, at most ``VERIFIED_TOKENS_MAX`` of them, so bad tokens neither enter nor evict.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +32,9 @@ from realtime import principals
 from realtime.errors import Unauthenticated
 
 BEARER_SUBPROTOCOL = "bearer"
+VERIFIED_TOKENS_MAX = 10_000
+_verified: OrderedDict[str, VerifiedToken] = OrderedDict()  # raw token -> its checked claims, oldest first
+_verified_lock = threading.Lock()  # the sync path may verify in a worker thread
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,13 @@ def verify_token(raw: str | None) -> VerifiedToken:
     """Check an access token's signature, expiry and type, in-process; raise ``Unauthenticated``."""
     if not raw:
         raise Unauthenticated("Missing access token")
+    with _verified_lock:
+        known = _verified.get(raw)
+        if known is not None:
+            if time.time() < known.expires_at:  # stricter than the leeway: near the end, verify in full again
+                _verified.move_to_end(raw)
+                return known
+            del _verified[raw]
     try:
         token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError:
@@ -75,7 +91,18 @@ def verify_token(raw: str | None) -> VerifiedToken:
     user_pk = token.get(jwt_settings.USER_ID_CLAIM)
     if user_pk is None:
         raise Unauthenticated("The token's user does not exist or is inactive")
-    return VerifiedToken(user_pk, float(token["exp"]))
+    verified = VerifiedToken(user_pk, float(token["exp"]))
+    with _verified_lock:
+        _verified[raw] = verified
+        while len(_verified) > VERIFIED_TOKENS_MAX:
+            _verified.popitem(last=False)
+    return verified
+
+
+def forget_verified_tokens() -> None:
+    """Forget every remembered verification (tests that change the signing key or the clock)."""
+    with _verified_lock:
+        _verified.clear()
 
 
 def _identity(user: User | None, verified: VerifiedToken) -> Identity:
