@@ -91,8 +91,9 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),  # Django advises 0 under ASGI
     )
 }
-if os.environ.get("DATABASE_POOL", "") not in ("", "0") and DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # issue 13: Django's psycopg connection pool (needs psycopg[pool]; it replaces CONN_MAX_AGE, see docs/deploy.md)
+if os.environ.get("DATABASE_POOL", "1") not in ("", "0") and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # issue 13: Django's psycopg pool, shared by every thread (a persistent connection is per thread, and the ASGI
+    # handler runs each request in a new one). It replaces CONN_MAX_AGE; docs/deploy.md has the measurement.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
