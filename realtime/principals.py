@@ -98,24 +98,20 @@ def _store(user: User, generation: int) -> Principal | None:
 
 async def _single_flight(key: tuple[Any, ...], load: Callable[[], Awaitable[T]]) -> T:
     """Run ``load`` once for concurrent callers with the same ``key`` (a reconnect storm asks the same question
-    25 times at once per user): the others wait for its result."""
+    25 times at once per user): the others wait for its result. It runs as its own task, so a caller whose
+    connection goes away meanwhile cancels only its own wait, not the others' answer."""
     flight = (asyncio.get_running_loop(), *key)
-    pending = _in_flight.get(flight)
-    if pending is not None:
-        return cast(T, await asyncio.shield(pending))
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    _in_flight[flight] = future
-    try:
-        result = await load()
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved: waiters re-raise it through shield
-        raise
-    else:
-        future.set_result(result)
-        return result
-    finally:
-        del _in_flight[flight]
+    task = _in_flight.get(flight)
+    if task is None:
+        task = _in_flight[flight] = asyncio.ensure_future(load())
+        task.add_done_callback(lambda done: _land(flight, done))
+    return cast(T, await asyncio.shield(task))
+
+
+def _land(flight: tuple[Any, ...], done: asyncio.Future[Any]) -> None:
+    _in_flight.pop(flight, None)
+    if not done.cancelled():
+        done.exception()  # mark it retrieved: the waiters re-raise it, and there may be none left
 
 
 async def aget_user(user_pk: Any) -> User | None:
