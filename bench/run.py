@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="record a py-spy flame graph of the gateway during each of its steps into DIR",
     )
     arguments = parser.parse_args(argv)
+    storm.PLOT_DIR = arguments.results_dir
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall_start = time.perf_counter()

@@ -73,6 +73,7 @@ TARGET_CPU_MS = 1.5
 TARGET_CPU_RATIO = 3.0
 TARGET_BACK_S = 10.0
 TARGET_KIB = 30.0
+PLOT_DIR = Path(__file__).resolve().parent / "results"  # bench.run points it at --results-dir
 
 
 def backoff_delay_s(attempt: int, rng: random.Random) -> float:
@@ -595,7 +596,7 @@ async def scenario_storm(bench: Bench, targets: Sequence[Target] = (GATEWAY_STOR
             continue
         results[target.name] = await measure_storm(bench, target, connections)
     stamp = time.strftime("%Y-%m-%dT%H%M%S")
-    path = Path(__file__).resolve().parent / "results" / f"storm-{stamp}.png"
+    path = PLOT_DIR / f"storm-{stamp}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     if plot_storm(results, path):
         results["plot"] = str(path)
