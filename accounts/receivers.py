@@ -9,6 +9,8 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 
 from accounts.models import Membership, Role, User
+from locations.models import Location
+from realtime import access_cache
 from realtime.publishing import broadcast_control
 
 
@@ -16,6 +18,7 @@ def announce_access_change(user_ids: list[str] | None) -> None:
     """After commit, tell every process that these users' access changed (None: everybody's)."""
 
     def send() -> None:
+        access_cache.forget(user_ids)  # this process at once; the others when the control message arrives
         broadcast_control({"type": "rt.access_changed", "user_ids": user_ids})
 
     transaction.on_commit(send, robust=True)
@@ -53,3 +56,23 @@ def user_access_changed(sender: type, instance: User, created: bool, **kwargs: A
 @receiver(post_delete, sender=User)
 def user_deleted(sender: type, instance: User, **kwargs: Any) -> None:
     announce_access_change([instance.public_id])
+
+
+@receiver(pre_save, sender=Location)
+def remember_location_access(sender: type, instance: Location, **kwargs: Any) -> None:
+    if instance.pk:
+        before = Location.objects.filter(pk=instance.pk).values_list("is_active", "organization_id").first()
+        instance.__dict__["_access_before"] = before
+
+
+@receiver(post_save, sender=Location)
+def location_access_changed(sender: type, instance: Location, created: bool, **kwargs: Any) -> None:
+    """A location closed or moved: grants cached for it (``realtime.principals``) must not outlive that."""
+    before = instance.__dict__.pop("_access_before", None)
+    if not created and before is not None and before != (instance.is_active, instance.organization_id):
+        announce_access_change(None)
+
+
+@receiver(post_delete, sender=Location)
+def location_deleted(sender: type, instance: Location, **kwargs: Any) -> None:
+    announce_access_change(None)

@@ -7,6 +7,7 @@ server's whole publish path (HTTP parsing, authorization, storing the event, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -156,9 +157,11 @@ class ProcessPublisher:
         cwd: Path,
         spawn: Callable[[asyncio.subprocess.Process], None] | None = None,
         cpus: str | None = "1",
+        slack_s: float = ACK_TIMEOUT_S,
     ) -> None:
         self.env, self.cwd, self.cpus = env, cwd, cpus
         self.spawn = spawn
+        self.slack_s = slack_s  # beyond the events' own duration: start-up, and a busy machine
 
     async def publish_all(self, events: Sequence[PlannedEvent], rate: float, tag: str) -> PublishReport:
         spec = {
@@ -190,10 +193,11 @@ class ProcessPublisher:
         if self.spawn is not None:
             self.spawn(process)
         try:
-            async with asyncio.timeout(len(events) / rate + ACK_TIMEOUT_S):
+            async with asyncio.timeout(len(events) / rate + self.slack_s):
                 stdout, stderr = await process.communicate(json.dumps(spec).encode())
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited meanwhile
+                process.kill()
             await process.wait()
             report = PublishReport()
             report.record_error("publish process timed out")

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import metrics_cost, report, scenarios, servers
+from bench import metrics_cost, report, scenarios, servers, storm
 from bench.presence import scenario_presence
 from bench.scenarios import BASELINE, FULL, GATEWAY, QUICK, Bench, Scale, World
 
@@ -46,6 +46,9 @@ DEFAULT_REDIS_DB = 12
 DEFAULT_BUDGET_S = 270.0
 """Steps starting later than this are skipped, so a full run stays under 5 minutes even on a busy machine."""
 QUICK_BUDGET_S = 85.0
+
+
+scenarios.SCENARIOS["storm"] = storm.scenario_storm  # issue 13: restart storm (bench/storm.py), run on request
 
 
 class GatewayUnavailable(Exception):
@@ -224,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="record a py-spy flame graph of the gateway during each of its steps into DIR",
     )
     arguments = parser.parse_args(argv)
+    storm.PLOT_DIR = arguments.results_dir
 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall_start = time.perf_counter()

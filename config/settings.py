@@ -95,6 +95,14 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),  # Django advises 0 under ASGI
     )
 }
+if os.environ.get("DATABASE_POOL", "1") not in ("", "0") and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # issue 13: Django's psycopg pool, shared by every thread (a persistent connection is per thread, and the ASGI
+    # handler runs each request in a new one). It replaces CONN_MAX_AGE; docs/deploy.md has the measurement.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Daphne runs sync views in threads; a busy timeout keeps concurrent writers from failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

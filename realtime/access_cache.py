@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from realtime import principals
 from realtime.conf import realtime_settings
 
 MAX_ENTRIES = 10_000
@@ -35,7 +36,10 @@ def remember(user_pk: Any, public_id: str, stream: str, allowed: bool) -> None:
 
 
 def forget(public_ids: Iterable[str] | None) -> None:
-    """Drop what is known about these users (None: about everybody)."""
+    """Drop what is known about these users (None: about everybody), here and in the principal cache."""
+    if public_ids is not None:
+        public_ids = list(public_ids)
+    principals.forget(public_ids)
     if public_ids is None:
         _entries.clear()
         return

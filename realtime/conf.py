@@ -50,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_FAILURES_PER_USERNAME": 10,
     "LOGIN_FAILURES_PER_ADDRESS": 50,
     "LOGIN_FAILURE_WINDOW_SECONDS": 900,
+    # Connect path (issue 13): each user's active flag and confirmed grants, remembered per process
+    # (forgotten at once on rt.access_changed; this TTL bounds a lost message or a signal-less update; 0 = off)
+    "PRINCIPAL_CACHE_SECONDS": 10.0,
+    "PRINCIPAL_CACHE_MAX_ENTRIES": 10_000,
 }
 
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import live, metrics, presence, protocol
+from realtime import expiry, live, metrics, presence, protocol
 from realtime import redis as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
@@ -66,6 +67,15 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     user_id: str = ""
     hub: Hub | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its thread hop per message (issue 13: a connect, a subscribe, a ping each
+        paid one to run ``close_old_connections``): every database call of the gateway goes through
+        ``database_sync_to_async``, which closes stale connections around itself in the thread that owns them."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # Connection lifecycle -----------------------------------------------------------------------------------------
 
@@ -120,7 +130,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         live.get_tracker().touch(self)
         metrics.record_command("connect", "ok", time.perf_counter() - started)
         logger.debug("connection opened", extra=self._log_context("connected"))
-        self._spawn(self._expire_token_when_due(self.identity.expires_at))
+        self._watch_token_expiry(self.identity.expires_at)
         self.push(
             {
                 "type": "connected",
@@ -467,7 +477,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if identity.user.pk != self.user.pk:
             raise Unauthenticated("The new token belongs to another user")
         self.identity = identity
-        self._spawn(self._expire_token_when_due(identity.expires_at))
+        self._watch_token_expiry(identity.expires_at)
         self.push(protocol.response(command.id, user_id=self.user_id, expires_at=identity.expires_at))
 
     handlers: dict[type, Callable[[Any, Any], Awaitable[None]]] = {
@@ -593,13 +603,20 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     # Token lifetime -----------------------------------------------------------------------------------------------
 
-    async def _expire_token_when_due(self, expires_at: float) -> None:
-        await asyncio.sleep(max(0.0, expires_at - time.time()))
-        if self.identity is None or self.identity.expires_at > expires_at:
-            return  # refreshed in band meanwhile
+    # One timer per process (realtime.expiry) instead of a task sleeping for the token's lifetime per connection.
+
+    def _watch_token_expiry(self, expires_at: float) -> None:
+        expiry.get_timer().schedule(expires_at, self, GatewayConsumer._on_token_due, expires_at)
+
+    def _on_token_due(self, expires_at: float) -> None:
+        if self.closing or self.identity is None or self.identity.expires_at > expires_at:
+            return  # gone, or refreshed in band meanwhile
         self.push(TokenExpired().as_frame())
-        await asyncio.sleep(float(realtime_settings.TOKEN_EXPIRY_GRACE_SECONDS))
-        if self.identity is not None and self.identity.expires_at <= expires_at:
+        grace = float(realtime_settings.TOKEN_EXPIRY_GRACE_SECONDS)
+        expiry.get_timer().schedule(time.time() + grace, self, GatewayConsumer._on_token_grace_over, expires_at)
+
+    def _on_token_grace_over(self, expires_at: float) -> None:
+        if not self.closing and self.identity is not None and self.identity.expires_at <= expires_at:
             self.close_after_flush(CloseCode.UNAUTHENTICATED)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

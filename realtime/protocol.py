@@ -381,7 +381,7 @@ def event_frame_prefix(subscription_id: str) -> str:
     return '{"type":"event","subscription_id":' + json.dumps(subscription_id) + ","
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionState:
     """The subscriptions of one connection, and which layer groups they need (each joined once)."""
 

@@ -40,7 +40,10 @@ def _connect() -> Any:
         return Sentinel(settings.REDIS_SENTINEL_HOSTS, socket_timeout=5).master_for(
             settings.REDIS_SENTINEL_MASTER, max_connections=100
         )
-    return aioredis.Redis.from_url(settings.REDIS_URL, max_connections=100)
+    # Blocking: past 100 commands in flight (a reconnect storm) a command waits for a connection instead of
+    # failing at once with "Too many connections", which clients would hear as ``unavailable`` (1013).
+    pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=100, timeout=5)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def client() -> Any:

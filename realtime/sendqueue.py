@@ -20,6 +20,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SendQueue:
+    # One per connection: slots keep it to its fields (issue 13, idle memory per connection).
+    __slots__ = (
+        "_inflight", "_max_bytes", "_max_frames", "_on_overflow", "_queue", "_queued_bytes", "_send", "close_code", "closed"
+    )
+
     def __init__(self, send: Send, max_frames: int, max_bytes: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
         self._max_frames = max_frames

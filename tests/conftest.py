@@ -42,11 +42,21 @@ def require_service(url: str, default_port: int, what: str) -> None:
     pytest.skip(f"{message}; start it or set REDIS_TEST_URL / DATABASE_URL")
 
 
+def close_connections_of_the_database_thread() -> None:
+    """Close what tests left open in asgiref's shared thread (``sync_to_async`` ORM calls): the gateway no longer
+    queries on every connect, so nothing else would close it before the test database is dropped."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connections as db_connections
+
+    SyncToAsync.single_thread_executor.submit(db_connections.close_all).result(timeout=10)
+
+
 @pytest.fixture(autouse=True)
 def fresh_realtime_state() -> Iterator[None]:
     """Each test gets a new channel layer, history and presence store (the layer's queues belong to one loop)."""
 
     def reset() -> None:
+        close_connections_of_the_database_thread()
         channel_layers.backends.clear()
         history.reset_history()
         presence.reset_presence_store()
