@@ -22,7 +22,15 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class SendQueue:
     # One per connection: slots keep it to its fields (issue 13, idle memory per connection).
     __slots__ = (
-        "_inflight", "_max_bytes", "_max_frames", "_on_overflow", "_queue", "_queued_bytes", "_send", "close_code", "closed"
+        "_inflight",
+        "_max_bytes",
+        "_max_frames",
+        "_on_overflow",
+        "_queue",
+        "_queued_bytes",
+        "_send",
+        "close_code",
+        "closed",
     )
 
     def __init__(self, send: Send, max_frames: int, max_bytes: int, on_overflow: Callable[[], None]) -> None:
