@@ -48,7 +48,6 @@ class Heartbeat:
     async def beat(self) -> None:
         async with self.lock:
             result = await get_liveness().beat()
-        await live.get_tracker().beat()  # the live-connections directory (admin): 2 commands per beat, any size
         if result.left:  # beside the beats too: thousands of user_left must not delay the next beat
             self.announcing = asyncio.get_running_loop().create_task(self._announce_left(result.left, self.announcing))
         if result.lost:
@@ -56,6 +55,18 @@ class Heartbeat:
             self.rejoin_pending = True
         if self.rejoin_pending and (self.recovery is None or self.recovery.done()):
             self.recovery = asyncio.get_running_loop().create_task(self._recover(), name="realtime-presence-rejoin")
+        await self._beat_live_directory()
+
+    async def _beat_live_directory(self) -> None:
+        """Renew the live-connections directory (the admin's view, ``realtime.live``): 2 commands, any size.
+
+        After presence has had its beat, and apart from it: a failure here must never cost a presence recovery.
+        """
+        try:
+            await live.get_tracker().beat()
+        except Exception as exc:
+            metrics.record_redis_error("heartbeat")
+            logger.warning("live-connections directory not renewed (%s: %s)", type(exc).__name__, exc)
 
     async def _announce_left(self, left: list[tuple[str, str]], previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
