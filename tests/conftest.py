@@ -51,6 +51,17 @@ def close_connections_of_the_database_thread() -> None:
     SyncToAsync.single_thread_executor.submit(db_connections.close_all).result(timeout=10)
 
 
+def require_redis_server() -> None:
+    """Skip where ``redis-server`` is not installed (tests that start a private one); fail where CI needs it."""
+    import shutil
+
+    if shutil.which("redis-server") is not None:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail("redis-server is not installed (REQUIRE_SERVICES=1: this test must run)")
+    pytest.skip("redis-server is not installed")
+
+
 @pytest.fixture(autouse=True)
 def fresh_realtime_state() -> Iterator[None]:
     """Each test gets a new channel layer, history and presence store (the layer's queues belong to one loop)."""

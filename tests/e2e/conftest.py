@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_TEST_URL, require_service
+from tests.conftest import REDIS_TEST_URL, require_redis_server, require_service
 from tests.e2e.servers import Database, Gateway, RedisServer, base_env, free_port, manage, provision_database
 
 
@@ -61,10 +60,7 @@ def gateways(e2e_database: Database, tmp_path: Path) -> Iterator[Callable[..., G
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, which it may stop and restart."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server is not installed (REQUIRE_SERVICES=1: this test must run)")
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from tests.conftest import require_redis_server
 from tests.e2e.servers import PYTHON, ROOT, Gateway, base_env, free_port, http_json, login
 from tests.e2e.wsclient import WsClient
 
@@ -80,8 +80,7 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RunningCluster]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (the cluster starts a private one)")
+    require_redis_server()  # the cluster starts a private one
     base_port = adjacent_free_ports()
     env = base_env(f"sqlite:///{tmp_path / 'cluster.sqlite3'}")  # no REDIS_URL: the launcher's private Redis
     log_path = tmp_path / "cluster.log"

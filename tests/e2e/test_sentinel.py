@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -19,9 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 @pytest.fixture
 def sentinel(private_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
+    port = free_port()  # private_redis already required redis-server
     config = tmp_path / "sentinel.conf"
     config.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
