@@ -4,7 +4,7 @@ from django.utils.safestring import SafeString
 from accounts.admin import MembershipHistoryMixin
 from accounts.admin_tables import render_holders
 from accounts.models import Membership
-from locations.models import KitchenTicket, Location, Order, Organization, Table
+from locations.models import KitchenTicket, Location, Order, Organization, Station, Table
 
 
 class LocationStaffInline(admin.TabularInline):
@@ -68,3 +68,10 @@ class KitchenTicketAdmin(admin.ModelAdmin):
     list_filter = ["location", "station", "status"]
     search_fields = ["public_id", "station"]
     readonly_fields = ["public_id", "created_at"]
+
+
+@admin.register(Station)
+class StationAdmin(admin.ModelAdmin):
+    list_display = ["name", "location", "is_active"]
+    list_filter = ["location", "is_active"]
+    search_fields = ["name", "location__public_id"]

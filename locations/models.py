@@ -6,6 +6,7 @@ import secrets
 import zoneinfo
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -80,6 +81,7 @@ class Order(models.Model):
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN)
     total = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
     table_label = models.CharField(max_length=32, blank=True)
+    version = models.PositiveIntegerField(default=0, editable=False, help_text="Grows with every save.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -106,6 +108,7 @@ class Table(models.Model):
     label = models.CharField(max_length=32)
     seats = models.PositiveSmallIntegerField(default=4)
     status = models.CharField(max_length=16, choices=TableStatus.choices, default=TableStatus.AVAILABLE)
+    version = models.PositiveIntegerField(default=0, editable=False, help_text="Grows with every save.")
 
     class Meta:
         ordering = ["location", "label"]
@@ -113,6 +116,21 @@ class Table(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} @ {self.location.public_id}"
+
+
+class Station(models.Model):
+    """A kitchen station of one location (grill, fry, expo); screens declare theirs when they join presence."""
+
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="stations")
+    name = models.CharField(max_length=32, help_text="What tickets and screens call it, e.g. grill.")
+    is_active = models.BooleanField(default=True, help_text="Only active stations raise dark-station alerts.")
+
+    class Meta:
+        ordering = ["location", "name"]
+        constraints = [models.UniqueConstraint(fields=["location", "name"], name="unique_station_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.location.public_id}"
 
 
 class TicketStatus(models.TextChoices):
@@ -123,13 +141,27 @@ class TicketStatus(models.TextChoices):
 
 
 class KitchenTicket(models.Model):
+    """A ticket on a kitchen screen; ``station`` is the name the wire shows, ``station_ref`` the Station row."""
+
     public_id = models.CharField(max_length=64, unique=True, blank=True)
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="kitchen_tickets")
     station = models.CharField(max_length=32)
+    station_ref = models.ForeignKey(
+        Station, null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="tickets"
+    )
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
     items = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.NEW)
+    version = models.PositiveIntegerField(default=0, editable=False, help_text="Grows with every save.")
     created_at = models.DateTimeField(auto_now_add=True)
+    acked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    acked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
+    )
+    acked_connection = models.CharField(max_length=64, blank=True, editable=False)
+    unacknowledged_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When no screen acknowledged it after every redelivery."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -137,6 +169,8 @@ class KitchenTicket(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if not self.public_id:
             self.public_id = random_public_id("tkt")
+        if self.station and (self.station_ref is None or self.station_ref.name != self.station):
+            self.station_ref, _ = Station.objects.get_or_create(location_id=self.location_id, name=self.station)
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def __str__(self) -> str:

@@ -36,6 +36,4 @@ def publish_record_change(sender: type, instance: Any, created: bool, using: str
     previous = None if created else instance.__dict__.pop("_stored_status", None)
     location_id = instance.location.public_id
     for event, data in EVENTS_OF[sender](instance, created=created, previous_status=previous):
-        publish_on_commit(
-            CHANNEL_OF[sender], event, location_id=location_id, data=data, using=using, source="model"
-        )
+        publish_on_commit(CHANNEL_OF[sender], event, location_id=location_id, data=data, using=using, source="model")
