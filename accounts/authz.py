@@ -194,3 +194,20 @@ def holders_at(location: Location) -> LocationHolders:
                 held.setdefault(code, []).append(Grant(membership))
     superusers = tuple(User.objects.filter(is_superuser=True).order_by("username"))
     return LocationHolders(location, {code: tuple(held[code]) for code in _catalog_order(held)}, superusers)
+
+
+KITCHEN_MANAGER_PERMISSIONS = (Perm.KDS_READ, Perm.EVENTS_PUBLISH)
+
+
+def kitchen_managers_at(location: Location) -> list[User]:
+    """The active users a location's kitchen alerts go to: members holding ``kds.read`` and ``events.publish`` there.
+
+    Superusers are not included by their flag alone: an operator of every location would get every kitchen's alerts.
+    """
+    holders = holders_at(location).permissions
+    users_by_permission = [
+        {grant.membership.user for grant in holders.get(code, ()) if grant.membership is not None}
+        for code in KITCHEN_MANAGER_PERMISSIONS
+    ]
+    managers = set.intersection(*users_by_permission)
+    return sorted((user for user in managers if user.is_active), key=lambda user: user.username)

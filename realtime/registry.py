@@ -182,7 +182,13 @@ CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec(
         name="notifications",
         description="User notifications and alerts.",
-        events=("notification.alert", "notification.message"),
+        events=(
+            "notification.alert",
+            "notification.message",
+            "kds.ticket_unacknowledged",
+            "kds.station_dark",
+            "kds.station_restored",
+        ),
         params=NotificationsParams,
         scope=Scope.USER,
     ),

@@ -149,3 +149,12 @@ def test_holders_at_lists_direct_and_organization_grants(world: Any, django_asse
     assert [u.username for u in holders.superusers] == ["admin"]
     main_street = authz.holders_at(loc(MAIN_STREET))
     assert {g.membership.user.username for g in main_street.permissions["orders.read"] if g.membership} == {"olga"}
+
+
+def test_kitchen_managers_are_the_members_holding_kds_read_and_publish_there(world: dict[str, Any]) -> None:
+    """John manages the Demo Bistro Group (both permissions); Kim reads kds but cannot publish; Olga is elsewhere."""
+    assert [user.username for user in authz.kitchen_managers_at(loc(DOWNTOWN))] == ["john"]
+    world["john"].is_active = False
+    world["john"].save()
+    assert authz.kitchen_managers_at(loc(DOWNTOWN)) == []
+    assert [user.username for user in authz.kitchen_managers_at(loc(MAIN_STREET))] == ["olga"]
