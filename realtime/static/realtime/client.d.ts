@@ -52,7 +52,8 @@ export interface ChannelEvents {
   tables: "table.seated" | "table.cleared" | "table.reserved";
   analytics: "analytics.metric_update" | "analytics.hourly_summary";
   delivery: "delivery.order_received" | "delivery.driver_assigned" | "delivery.picked_up";
-  notifications: "notification.alert" | "notification.message";
+  // prettier-ignore
+  notifications: "notification.alert" | "notification.message" | "kds.ticket_unacknowledged" | "kds.station_dark" | "kds.station_restored";
   voice: "voice.session_started" | "voice.order_completed";
 }
 
