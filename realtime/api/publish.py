@@ -13,6 +13,7 @@ An optional ``idempotency_key`` makes a publish safe to retry: the first answers
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -52,7 +53,7 @@ from realtime.publishing import (
     invalid_batch,
     prepare,
 )
-from realtime.registry import Scope
+from realtime.registry import ChannelSpec, Scope
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -100,27 +101,48 @@ def may_publish(user: User, scope: Scope, scope_id: str) -> bool:
     )
 
 
-def load_publisher(user_pk: Any, scope: Scope, scope_id: str) -> tuple[User | None, bool]:
-    """The token's user (None when missing or inactive) and whether it may publish there: one database hop."""
+MAX_REMEMBERED_LOCATIONS = 1000
+"""A publisher's grants at up to this many locations are remembered from one database hop (more: only the one asked)."""
+
+
+def load_publisher(user_pk: Any, scope: Scope, scope_id: str) -> tuple[User | None, bool, set[str]]:
+    """The token's user (None when missing or inactive), whether it may publish there, and, for a location, every
+    location where it may publish (so one database hop answers for all of them): one hop."""
     close_old_connections()  # outside Django's request cycle (the fast path) nobody else drops a broken connection
     user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_pk}).first()
     if user is None or not user.is_active:
-        return None, False
-    return user, may_publish(user, scope, scope_id)
+        return None, False, set()
+    if scope is Scope.LOCATION and not user.is_superuser:
+        permitted = authz.permitted_location_ids(user, Perm.EVENTS_PUBLISH)  # as has_permission_at decides
+        return user, scope_id in permitted, permitted
+    return user, may_publish(user, scope, scope_id), set()
 
 
 aload_publisher = sync_to_async(load_publisher)
+_loading: dict[tuple[str, str], asyncio.Future[tuple[User | None, bool, set[str]]]] = {}
 
 
-async def aauthorize_publisher(user_pk: Any, scope: Scope, scope_id: str, stream: str) -> bool:
-    """May the token's user publish to ``stream``? Remembered briefly (``realtime.access_cache``)."""
+async def aauthorize_publisher(user_pk: Any, spec: ChannelSpec, scope_id: str) -> bool:
+    """May the token's user publish to ``spec``'s stream at ``scope_id``? Remembered briefly
+    (``realtime.access_cache``), with its grants at the channel's other locations; concurrent misses share a load."""
     await aget_hub()  # this process must hear access changes to forget what it remembered
+    stream = spec.stream(scope_id)
     remembered = access_cache.recall(user_pk, stream)
     if remembered is not None:
         return remembered
-    user, allowed = await aload_publisher(user_pk, scope, scope_id)
+    key = (str(user_pk), stream if spec.scope is not Scope.LOCATION else spec.name)
+    pending = _loading.get(key)
+    if pending is None:
+        pending = _loading[key] = asyncio.ensure_future(aload_publisher(user_pk, spec.scope, scope_id))
+        pending.add_done_callback(lambda _: _loading.pop(key, None))
+    user, allowed, permitted = await asyncio.shield(pending)
     if user is None:
         raise Unauthenticated("The token's user does not exist or is inactive")
+    if spec.scope is Scope.LOCATION:
+        allowed = user.is_superuser or scope_id in permitted  # a shared load asked about another location
+        if len(permitted) <= MAX_REMEMBERED_LOCATIONS:
+            for location_id in permitted:
+                access_cache.remember(user_pk, user.public_id, spec.stream(location_id), True)
     access_cache.remember(user_pk, user.public_id, stream, allowed)
     return allowed
 
@@ -183,7 +205,7 @@ async def handle_publish(authorization: str, body: bytes, *, batch: bool) -> Ans
         if batch:
             return await publish_batch_body(user_pk, raw)
         prepared = prepare(item_of(raw))
-        await require_publisher(user_pk, prepared.spec.scope, prepared.scope_id, prepared.stream)
+        await require_publisher(user_pk, prepared.spec, prepared.scope_id, prepared.stream)
         published = (await apublish_prepared([prepared], source="rest", batch=False))[0]
     except ProtocolError as error:
         return error_answer(error)
@@ -212,15 +234,15 @@ async def publish_batch_body(user_pk: Any, raw: Any) -> Answer:
     checked: set[str] = set()
     for event in prepared:  # every stream of the batch is allowed, or nothing is published
         if event.stream not in checked:
-            await require_publisher(user_pk, event.spec.scope, event.scope_id, event.stream)
+            await require_publisher(user_pk, event.spec, event.scope_id, event.stream)
             checked.add(event.stream)
     published = await apublish_prepared(prepared, source="rest")
     results = [{**p.as_body(), "duplicate": p.duplicate} for p in published]
     return Answer(202, {"results": results})
 
 
-async def require_publisher(user_pk: Any, scope: Scope, scope_id: str, stream: str) -> None:
-    if not await aauthorize_publisher(user_pk, scope, scope_id, stream):
+async def require_publisher(user_pk: Any, spec: ChannelSpec, scope_id: str, stream: str) -> None:
+    if not await aauthorize_publisher(user_pk, spec, scope_id):
         raise Forbidden(f"Not allowed to publish to {stream}", required_permission="events.publish")
 
 
