@@ -14,8 +14,10 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import threading
 import time
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +32,7 @@ from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
-from realtime.history import Appended, Entry, KeyConflict, get_history, record_json
+from realtime.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
 from realtime.protocol import encode, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
 
@@ -144,6 +146,80 @@ def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Map
     return encode(envelope)[1:]
 
 
+_PLACEHOLDER = f"@{secrets.token_hex(8)}@"  # stands for the epoch and the seq until the history script knows them
+
+
+def envelope_tail_parts(spec_name: str, stream: str, record: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``envelope_tail`` cut around its epoch and seq values (None if the data happens to hold the placeholder)."""
+    tail = envelope_tail(spec_name, stream, 0, _PLACEHOLDER, record).replace(
+        '"seq":0,"', f'"seq":"{_PLACEHOLDER}","', 1
+    )
+    before, *rest = tail.split(f'"{_PLACEHOLDER}"')
+    if len(rest) != 2:
+        return None
+    return before + '"', '"' + rest[0], rest[1]
+
+
+def layer_channel_for(group: str) -> str | None:
+    """The Redis pub/sub channel the layer would send ``group``'s messages on, when the history script may PUBLISH
+    them itself: the default ``RedisPubSubChannelLayer`` (msgpack, no encryption) on the history's one Redis."""
+    layer = get_channel_layer()
+    fused = _fusable.get(layer)
+    if fused is None:
+        fused = _fusable[layer] = _can_fuse(layer)
+    return layer._get_group_channel_name(group) if fused else None  # type: ignore[no-any-return, union-attr]
+
+
+_fusable: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _can_fuse(layer: Any) -> bool:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from channels_redis.serializers import MsgPackSerializer
+    from django.conf import settings
+
+    if not isinstance(layer, RedisPubSubChannelLayer) or not isinstance(get_history(), RedisHistory):
+        return False
+    serializer = layer._serializer
+    if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
+        return False
+    shards = layer._get_layer()._shards
+    address = shards[0].host.get("address") if len(shards) == 1 else None
+    return bool(address) and address == settings.REDIS_URL and not getattr(settings, "REDIS_SENTINELS", [])
+
+
+def announce_for(stream: str, events: Sequence[PreparedEvent]) -> Announce | None:
+    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send)."""
+    group = group_for_stream(stream)
+    channel = layer_channel_for(group)
+    if channel is None:
+        return None
+    import msgpack
+
+    packer = msgpack.Packer()
+    head = packer.pack_map_header(3) + b"".join(
+        msgpack.packb(part) for part in ("type", "rt.events", "group", group, "events")
+    )
+    entries = []
+    for event in events:
+        parts = envelope_tail_parts(event.spec.name, stream, event.record)
+        if parts is None:
+            return None
+        static = {
+            "type": "rt.event",
+            "group": group,
+            "stream": stream,
+            "event": event.record["event"],
+            "fields": event.record["fields"],
+            "timestamp": event.record["timestamp"],
+        }
+        packed = packer.pack_map_header(len(static) + 3) + b"".join(
+            msgpack.packb(key) + msgpack.packb(value) for key, value in static.items()
+        )
+        entries.append((packed + msgpack.packb("seq"), *parts))
+    return Announce(channel, head, msgpack.packb("epoch"), msgpack.packb("tail"), entries)
+
+
 def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], tail: str) -> dict[str, Any]:
     """What travels over the channel layer: the filter inputs plus the pre-encoded tail."""
     return {
@@ -202,9 +278,10 @@ async def _publish_stream(
 ) -> list[Appended]:
     """Append a stream's events in one history call, then hand the new ones to the channel layer in order."""
     events = [prepared[index] for index in indexes]
+    announce = announce_for(stream, events)
     started = time.perf_counter()
     try:
-        appended = await get_history().append_many(stream, [event.entry for event in events], window)
+        appended = await get_history().append_many(stream, [event.entry for event in events], window, announce)
     except KeyConflict as clash:
         index = indexes[clash.position]
         detail = {"index": index} if batch else {}
@@ -213,6 +290,10 @@ async def _publish_stream(
     layer = get_channel_layer()
     group = group_for_stream(stream)
     fresh = [(event, where) for event, where in zip(events, appended, strict=True) if not where.duplicate]
+    if announce is not None:  # the script has published them
+        for _ in fresh:
+            metrics.record_published(stream, source, spent / len(fresh))
+        return appended
     messages = []
     for event, where in fresh:
         tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)

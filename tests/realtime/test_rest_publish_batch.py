@@ -277,9 +277,8 @@ class Monitor:
         self._thread.join(10)
 
 
-async def test_a_batch_takes_one_history_call_and_one_layer_message_per_stream(
-    redis_url: str, settings: Any, john: dict[str, str]
-) -> None:
+def use_redis_everywhere(settings: Any, redis_url: str) -> str:
+    """History and the default pub/sub channel layer on the test Redis, under a prefix of this test's own."""
     prefix = f"rtgw-rt-{uuid.uuid4().hex[:8]}"
     settings.REDIS_URL = redis_url
     settings.REDIS_PREFIX = prefix
@@ -290,48 +289,67 @@ async def test_a_batch_takes_one_history_call_and_one_layer_message_per_stream(
         }
     }
     history.reset_history()
+    return prefix
+
+
+def split(commands: list[dict[str, Any]], prefix: str) -> tuple[list[str], list[str]]:
+    """Our commands as sent by the gateway, and as run inside its scripts (command names)."""
+    ours = [c for c in commands if prefix in c["command"]]
+    sent = [c["command"].split(" ", 1)[0].upper() for c in ours if c["client_type"] != "lua"]
+    scripted = [c["command"].split(" ", 1)[0].upper() for c in ours if c["client_type"] == "lua"]
+    return sent, scripted
+
+
+async def test_a_batch_takes_one_round_trip_per_stream_and_is_delivered_in_order(
+    redis_url: str, settings: Any, world: Any, john: dict[str, str]
+) -> None:
+    prefix = use_redis_everywhere(settings, redis_url)
     locations = [DOWNTOWN, UPTOWN]
-    for location in locations:  # warm up: scripts loaded, hub subscribed, grants remembered
-        assert (await post("/v1/events", order(location), john)).status == 202
-    events = [order(locations[i % 2], data={"i": i}, idempotency_key=f"rt-{i}") for i in range(40)]
-    with Monitor(redis_url) as watched:
-        answer = await post("/v1/events/batch", {"events": events}, john)
-    assert answer.status == 202, answer.body
-    assert len(answer.json()["results"]) == 40
-    ours = [c for c in watched.commands if c["client_type"] != "lua" and prefix in c["command"]]
-    names = sorted(c["command"].split(" ", 1)[0].upper() for c in ours)
-    history_calls = [c for c in ours if ":hist:" in c["command"]]
-    layer_messages = [c for c in ours if c["command"].upper().startswith("PUBLISH") and ".orders." in c["command"]]
-    # keyed items over two streams: one read of every key first (the clash pre-check), then per stream one script
-    # (append + keys) and one channel-layer message
-    assert len([c for c in history_calls if c["command"].upper().startswith("EVALSHA")]) == 2, names
-    assert len([c for c in history_calls if c["command"].upper().startswith("MGET")]) == 1, names
-    assert len(history_calls) == 3, names
-    assert len(layer_messages) == 2, names
+    token = await sync_to_async(access_token_for)(world["sarah"])
+    async with open_client(token) as client:
+        await client.subscribe("orders", {"location_id": DOWNTOWN})
+        for location in locations:  # warm up: scripts loaded, hub subscribed, grants remembered
+            assert (await post("/v1/events", order(location), john)).status == 202
+        assert (await client.recv())["seq"] == 1
+        events = [order(locations[i % 2], data={"i": i}) for i in range(40)]
+        with Monitor(redis_url) as watched:
+            answer = await post("/v1/events/batch", {"events": events}, john)
+        assert answer.status == 202, answer.body
+        assert len(answer.json()["results"]) == 40
+        sent, scripted = split(watched.commands, prefix)
+        # one script per stream: it appends the stream's 20 events and publishes them in one channel-layer message
+        assert sent == ["EVALSHA", "EVALSHA"], sent
+        assert scripted.count("PUBLISH") == 2 and scripted.count("XADD") == 40, scripted
+        delivered = [await client.recv() for _ in range(20)]
+        assert [e["seq"] for e in delivered] == list(range(2, 22))
+        assert [e["data"]["i"] for e in delivered] == list(range(0, 40, 2))
+        assert {e["stream"] for e in delivered} == {f"orders:{DOWNTOWN}"}
+        first = answer.json()["results"][0]
+        assert (delivered[0]["event_id"], delivered[0]["epoch"]) == (first["event_id"], first["epoch"])
+        assert await client.nothing()
     assert await stream_seqs(f"orders:{DOWNTOWN}") == list(range(1, 22))
 
 
-async def test_a_single_publish_takes_one_history_call_and_one_layer_message(
+async def test_keyed_items_over_streams_add_one_read_of_their_keys(
     redis_url: str, settings: Any, john: dict[str, str]
 ) -> None:
-    prefix = f"rtgw-rt-{uuid.uuid4().hex[:8]}"
-    settings.REDIS_URL = redis_url
-    settings.REDIS_PREFIX = prefix
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": redis_url}], "prefix": prefix},
-        }
-    }
-    history.reset_history()
+    prefix = use_redis_everywhere(settings, redis_url)
+    for location in (DOWNTOWN, UPTOWN):
+        assert (await post("/v1/events", order(location), john)).status == 202
+    events = [order((DOWNTOWN, UPTOWN)[i % 2], data={"i": i}, idempotency_key=f"rt-{i}") for i in range(10)]
+    with Monitor(redis_url) as watched:
+        assert (await post("/v1/events/batch", {"events": events}, john)).status == 202
+    sent, scripted = split(watched.commands, prefix)
+    assert sorted(sent) == ["EVALSHA", "EVALSHA", "MGET"], sent  # the clash pre-check, then a script per stream
+    assert scripted.count("SET") == 10 and scripted.count("PUBLISH") == 2, scripted
+
+
+async def test_a_single_publish_takes_one_round_trip(redis_url: str, settings: Any, john: dict[str, str]) -> None:
+    prefix = use_redis_everywhere(settings, redis_url)
     assert (await post("/v1/events", order(), john)).status == 202
     with Monitor(redis_url) as watched:
         assert (await post("/v1/events", order(idempotency_key="one"), john)).status == 202
         assert (await post("/v1/events", order(idempotency_key="one"), john)).status == 200
-    ours = [c for c in watched.commands if c["client_type"] != "lua" and prefix in c["command"]]
-    names = [
-        c["command"].split(" ", 1)[0].upper()
-        for c in ours
-        if ":hist:" in c["command"] or "PUBLISH" in c["command"].upper()
-    ]
-    assert names == ["EVALSHA", "PUBLISH", "EVALSHA"], names  # the repeat: the script alone, nothing sent
+    sent, scripted = split(watched.commands, prefix)
+    assert sent == ["EVALSHA", "EVALSHA"], sent
+    assert scripted.count("PUBLISH") == 1, scripted  # the repeat published nothing
