@@ -73,6 +73,13 @@ class PublishFastPath:
             self._hosts[host] = found
         return found
 
+    async def drain(self, receive: Receive) -> None:
+        """Read and drop the rest of a refused body, as Django's handler does, so the client is not cut off mid-send."""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+
     async def answer(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], batch: bool
     ) -> None:
@@ -90,6 +97,7 @@ class PublishFastPath:
             else:
                 if length is not None and length > limit:
                     refused = publish.error_answer(PayloadTooLarge(limit))
+                    await self.drain(receive)
             if refused is None:
                 body, too_large = await read_body(receive, limit)
                 refused = (
@@ -126,7 +134,7 @@ class PublishFastPath:
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The whole body, or (what came, True) as soon as it passes ``limit`` (a chunked body has no length to check)."""
+    """The whole body, or (b"", True) when it passes ``limit`` (a chunked body has no length to check before)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -135,11 +143,10 @@ async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), False
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
+        if size <= limit:
+            chunks.append(chunk)
+        if not message.get("more_body", False):  # past the limit: read to the end anyway, keeping nothing
+            return (b"", True) if size > limit else (b"".join(chunks), False)
 
 
 def django_request(scope: Scope, body: bytes) -> Any:
