@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -108,7 +108,8 @@ MAX_REMEMBERED_LOCATIONS = 1000
 def load_publisher(user_pk: Any, scope: Scope, scope_id: str) -> tuple[User | None, bool, set[str]]:
     """The token's user (None when missing or inactive), whether it may publish there, and, for a location, every
     location where it may publish (so one database hop answers for all of them): one hop."""
-    close_old_connections()  # outside Django's request cycle (the fast path) nobody else drops a broken connection
+    if not connection.in_atomic_block:  # outside Django's request cycle (the fast path) nobody else drops a broken
+        close_old_connections()  # or expired connection; never inside a transaction (a test's, a caller's)
     user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_pk}).first()
     if user is None or not user.is_active:
         return None, False, set()
