@@ -90,12 +90,17 @@ class KeyConflict(Exception):
         self.position = position
 
 
+StreamAppend = tuple[str, Sequence[Entry], float, "Announce | None"]  # append_many's arguments, per stream
+
+
 class HistoryStore(Protocol):
     async def append(self, stream: str, record: str) -> tuple[int, str]: ...
 
     async def append_many(
         self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
     ) -> list[Appended]: ...
+
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]: ...
 
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]: ...
 
@@ -171,6 +176,15 @@ class MemoryHistory:
                 if keyed and entry.key is not None:
                     self._keys[(stream, entry.key)] = (now + dedup_seconds, entry.fingerprint, appended)
                 results.append(appended)
+        return results
+
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]:
+        results: list[list[Appended] | KeyConflict] = []
+        for call in calls:
+            try:
+                results.append(await self.append_many(*call))
+            except KeyConflict as clash:
+                results.append(clash)
         return results
 
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
@@ -323,6 +337,45 @@ class RedisHistory:
         with ``announce`` publish the new ones to the channel layer from the same call."""
         if not entries:
             return []
+        keys, args = self._script_call(stream, entries, dedup_seconds, announce)
+        return self._parse(await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args))
+
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]:
+        """``append_many`` for several streams in one pipeline: one round trip for all of them (each stream's script
+        is atomic on its own; one that clashes appends nothing and is answered with its ``KeyConflict``)."""
+        from redis.exceptions import NoScriptError
+
+        script = shared_redis.script(_APPEND_MANY_SCRIPT)
+        built = [self._script_call(*call) for call in calls]
+        client = shared_redis.client()
+        answers: list[Any] = [None] * len(built)
+        pending = list(range(len(built)))
+        for attempt in (1, 2):
+            async with client.pipeline(transaction=False) as pipe:
+                for index in pending:
+                    keys, args = built[index]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(pending, replies, strict=True):
+                answers[index] = reply
+            pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
+            if not pending:
+                break
+            if attempt == 1:
+                await client.script_load(_APPEND_MANY_SCRIPT)  # a restarted or flushed Redis forgot it
+        results: list[list[Appended] | KeyConflict] = []
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+            try:
+                results.append(self._parse(answer))
+            except KeyConflict as clash:
+                results.append(clash)
+        return results
+
+    def _script_call(
+        self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None
+    ) -> tuple[list[str], list[Any]]:
         if announce is not None and len(entries) > 65535:
             raise ValueError("at most 65,535 entries per announced call")
         dedup_ms = int(dedup_seconds * 1000)
@@ -349,7 +402,10 @@ class RedisHistory:
                     index = key_index[entry.key] = len(keys) - 3
             args += [entry.record, index, entry.fingerprint or "-", entry.event_id]
             args += announce.entries[position] if announce else ("", "", "", "")
-        answer = await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def _parse(answer: Any) -> list[Appended]:
         first = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
         if first == "!":
             raise KeyConflict(int(answer[1]))

@@ -273,37 +273,74 @@ def dedup_window(dedup_seconds: float | None) -> float:
     return float(realtime_settings.PUBLISH_DEDUP_SECONDS if dedup_seconds is None else dedup_seconds)
 
 
-async def _publish_stream(
-    stream: str, indexes: Sequence[int], prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
-) -> list[Appended]:
-    """Append a stream's events in one history call, then hand the new ones to the channel layer in order."""
-    events = [prepared[index] for index in indexes]
-    announce = announce_for(stream, events)
-    started = time.perf_counter()
-    try:
-        appended = await get_history().append_many(stream, [event.entry for event in events], window, announce)
-    except KeyConflict as clash:
-        index = indexes[clash.position]
-        detail = {"index": index} if batch else {}
-        raise IdempotencyConflict(prepared[index].entry.key or "", stream, **detail) from None
-    spent = time.perf_counter() - started
-    layer = get_channel_layer()
-    group = group_for_stream(stream)
+def _conflict(
+    clash: KeyConflict, stream: str, indexes: Sequence[int], prepared: Sequence[PreparedEvent], batch: bool
+) -> IdempotencyConflict:
+    index = indexes[clash.position]
+    detail = {"index": index} if batch else {}
+    return IdempotencyConflict(prepared[index].entry.key or "", stream, **detail)
+
+
+async def _deliver(
+    stream: str,
+    events: Sequence[PreparedEvent],
+    appended: Sequence[Appended],
+    announced: bool,
+    spent: float,
+    source: str,
+) -> None:
+    """Hand a stream's new events to the channel layer in order (unless its history script published them)."""
     fresh = [(event, where) for event, where in zip(events, appended, strict=True) if not where.duplicate]
-    if announce is not None:  # the script has published them
-        for _ in fresh:
-            metrics.record_published(stream, source, spent / len(fresh))
-        return appended
-    messages = []
-    for event, where in fresh:
-        tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
-        messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
-    if len(messages) == 1:
-        await layer.group_send(group, messages[0])
-    elif messages:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order
-        await layer.group_send(group, {"type": "rt.events", "group": group, "events": messages})
+    if fresh and not announced:
+        group = group_for_stream(stream)
+        messages = []
+        for event, where in fresh:
+            tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
+            messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
+        if len(messages) == 1:
+            await get_channel_layer().group_send(group, messages[0])
+        else:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order
+            await get_channel_layer().group_send(group, {"type": "rt.events", "group": group, "events": messages})
     for _ in fresh:
         metrics.record_published(stream, source, spent / len(fresh))
+
+
+async def _append_and_deliver(
+    by_stream: dict[str, list[int]], prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
+) -> list[list[Appended]]:
+    """One history call for all the streams (one Redis round trip: one script per stream, pipelined), then the
+    deliveries; a stream whose key clashed appended nothing, the others are delivered before the error is raised."""
+    streams = list(by_stream)
+    events = {stream: [prepared[index] for index in by_stream[stream]] for stream in streams}
+    announces = {stream: announce_for(stream, events[stream]) for stream in streams}
+    started = time.perf_counter()
+    history = get_history()
+    if len(streams) == 1:
+        stream = streams[0]
+        try:
+            answers: list[list[Appended] | KeyConflict] = [
+                await history.append_many(stream, [e.entry for e in events[stream]], window, announces[stream])
+            ]
+        except KeyConflict as clash:
+            answers = [clash]
+    else:
+        answers = await history.append_streams(
+            [(stream, [e.entry for e in events[stream]], window, announces[stream]) for stream in streams]
+        )
+    spent = (time.perf_counter() - started) / len(streams)
+    conflict: IdempotencyConflict | None = None
+    appended: list[list[Appended]] = []
+    deliveries = []
+    for stream, answer in zip(streams, answers, strict=True):
+        if isinstance(answer, KeyConflict):
+            conflict = conflict or _conflict(answer, stream, by_stream[stream], prepared, batch)
+            appended.append([])
+            continue
+        deliveries.append(_deliver(stream, events[stream], answer, announces[stream] is not None, spent, source))
+        appended.append(answer)
+    await asyncio.gather(*deliveries)  # streams apart; each stream's events stay in order
+    if conflict is not None:
+        raise conflict
     return appended
 
 
@@ -315,12 +352,7 @@ async def _publish_prepared(
         by_stream.setdefault(event.stream, []).append(index)
     streams = list(by_stream)
     try:
-        if len(streams) == 1:
-            answers = [await _publish_stream(streams[0], by_stream[streams[0]], prepared, window, source, batch)]
-        else:
-            answers = await asyncio.gather(
-                *(_publish_stream(stream, by_stream[stream], prepared, window, source, batch) for stream in streams)
-            )
+        answers = await _append_and_deliver(by_stream, prepared, window, source, batch)
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
