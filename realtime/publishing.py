@@ -189,35 +189,38 @@ def _can_fuse(layer: Any) -> bool:
 
 
 def announce_for(stream: str, events: Sequence[PreparedEvent]) -> Announce | None:
-    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send)."""
+    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send).
+
+    Packed as the layer's msgpack serializer packs a dict: a map of the static fields (``packb`` in C, its header
+    counting the three the script appends: seq, epoch, tail).
+    """
     group = group_for_stream(stream)
     channel = layer_channel_for(group)
     if channel is None:
         return None
     import msgpack
 
-    packer = msgpack.Packer()
-    head = packer.pack_map_header(3) + b"".join(
-        msgpack.packb(part) for part in ("type", "rt.events", "group", group, "events")
-    )
     entries = []
     for event in events:
         parts = envelope_tail_parts(event.spec.name, stream, event.record)
         if parts is None:
             return None
-        static = {
-            "type": "rt.event",
-            "group": group,
-            "stream": stream,
-            "event": event.record["event"],
-            "fields": event.record["fields"],
-            "timestamp": event.record["timestamp"],
-        }
-        packed = packer.pack_map_header(len(static) + 3) + b"".join(
-            msgpack.packb(key) + msgpack.packb(value) for key, value in static.items()
+        static = msgpack.packb(
+            {
+                "type": "rt.event",
+                "group": group,
+                "stream": stream,
+                "event": event.record["event"],
+                "fields": event.record["fields"],
+                "timestamp": event.record["timestamp"],
+            }
         )
-        entries.append((packed + msgpack.packb("seq"), *parts))
-    return Announce(channel, head, msgpack.packb("epoch"), msgpack.packb("tail"), entries)
+        entries.append((b"\x89" + static[1:] + _PACKED["seq"], *parts))  # fixmap of 6 -> of 9
+    head = b"\x83" + msgpack.packb({"type": "rt.events", "group": group})[1:] + _PACKED["events"]
+    return Announce(channel, head, _PACKED["epoch"], _PACKED["tail"], entries)
+
+
+_PACKED = {name: bytes([0xA0 + len(name)]) + name.encode() for name in ("seq", "epoch", "tail", "events")}  # fixstr
 
 
 def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], tail: str) -> dict[str, Any]:
