@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -399,8 +399,9 @@ async def apublish(
 async def apublish_many(
     items: Sequence[PublishItem], *, source: str = "python", dedup_seconds: float | None = None
 ) -> list[PublishedEvent]:
-    """Publish a batch: all validated first (nothing is published when any item is bad), then one history call per
-    stream (one Redis round trip: ``append_many``), in item order within each stream; the results in item order.
+    """Publish a batch: all validated first (nothing is published when any item is bad), then one history call for
+    all its streams (one Redis round trip: a script per stream, pipelined), in item order within each stream; the
+    results in item order.
 
     A bad item raises ``InvalidParams`` whose ``errors`` detail lists each bad item's ``index`` and ``message``.
     Keyed items are checked for a clash before anything is appended, so an ``IdempotencyConflict`` (``index``: the
@@ -421,13 +422,14 @@ def invalid_batch(errors: list[dict[str, Any]], count: int) -> InvalidParams:
     )
 
 
-def prepare_batch(items: Sequence[PublishItem]) -> list[PreparedEvent]:
-    """Validate every item; raise one ``InvalidParams`` naming each bad item's index, or return them all prepared."""
+def prepare_batch(items: Sequence[Any], to_item: Callable[[Any], PublishItem] | None = None) -> list[PreparedEvent]:
+    """Validate every item (``to_item`` first turns each into a ``PublishItem``, raising a ``ProtocolError`` when it
+    cannot); raise one ``InvalidParams`` naming each bad item's index, or return them all prepared."""
     prepared: list[PreparedEvent] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            prepared.append(prepare(item))
+            prepared.append(prepare(item if to_item is None else to_item(item)))
         except ProtocolError as error:
             errors.append({"index": index, "message": error.message})
     if errors:
