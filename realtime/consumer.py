@@ -40,13 +40,13 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
 from realtime.jsondecode import decode_json
 from realtime.limits import TokenBucket
 from realtime.publishing import envelope_tail
 from realtime.sendqueue import SendQueue
+from realtime.streams import StreamPosition, group_for_stream, scope_of, split_stream
 
 logger = logging.getLogger(__name__)
 
@@ -354,10 +354,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             metrics.record_resume({stream: covered.get(stream, False) for stream in command.resume})
             # A stream outside this subscription is answered false: nothing replayed, nothing leaked.
             extra["resumed"] = {stream: covered.get(stream, False) for stream in command.resume}
-            extra["positions"] = {
-                stream: {"seq": seq, "epoch": epoch} if epoch else {"seq": seq}
-                for stream, (epoch, seq) in subscription.positions.items()
-            }
+            extra["positions"] = {stream: at.as_wire() for stream, at in subscription.positions.items()}
         reply = protocol.response(
             command.id,
             subscription_id=subscription.id,
@@ -370,39 +367,41 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     async def _starting_points(
         self, subscription: protocol.Subscription, resume: dict[str, Any]
-    ) -> dict[str, tuple[int, str | None]]:
+    ) -> dict[str, protocol.ResumePosition]:
         """Where each stream's feed starts: the client's resume position, or where the stream stands now.
 
         Read before the groups are joined, then replayed after: an event published while the join is under way
         (a Redis SUBSCRIBE is not confirmed before it returns) is then sent from history, not lost.
         """
         history = get_history()
-        starts: dict[str, tuple[int, str | None]] = {}
+        starts: dict[str, protocol.ResumePosition] = {}
         for stream in subscription.streams:
             if stream in resume:
-                starts[stream] = (resume[stream].seq, resume[stream].epoch)
+                starts[stream] = resume[stream]
             else:
-                epoch, seq = await history.position(stream)
-                starts[stream] = (seq, epoch or None)
+                now = await history.position(stream)
+                starts[stream] = protocol.ResumePosition.model_construct(seq=now.seq, epoch=now.epoch or None)
         return starts
 
     async def _replay(
-        self, subscription: protocol.Subscription, starts: dict[str, tuple[int, str | None]]
+        self, subscription: protocol.Subscription, starts: dict[str, protocol.ResumePosition]
     ) -> dict[str, bool]:
         """Load each stream's events after its starting point (sent right after the response); report coverage."""
         covered: dict[str, bool] = {}
         history = get_history()
         backlog: list[str] = []
-        for stream, (after, epoch) in starts.items():
-            replay = await history.replay(stream, after, epoch)
+        for stream, start in starts.items():
+            replay = await history.replay(stream, start.seq, start.epoch)
             covered[stream] = replay.covered
-            subscription.positions[stream] = (replay.epoch, after if replay.covered else replay.last_seq)
+            subscription.positions[stream] = StreamPosition(
+                start.seq if replay.covered else replay.last_seq, replay.epoch
+            )
             for seq, raw in replay.events:
                 record = json.loads(raw)
                 if subscription.matcher.matches(record["event"], record["fields"]):
                     tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
                     backlog.append(subscription.frame_prefix + tail)
-                subscription.positions[stream] = (replay.epoch, seq)
+                subscription.positions[stream] = StreamPosition(seq, replay.epoch)
         subscription.backlog = backlog
         return covered
 
@@ -515,44 +514,44 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         position = subscription.positions.get(stream)
         seq = message["seq"]
         # An empty epoch is a stream that had no history yet when the subscription started: any epoch continues it.
-        if position is not None and position[0] in (message["epoch"], ""):
-            if seq <= position[1]:
+        if position is not None and position.epoch in (message["epoch"], ""):
+            if seq <= position.seq:
                 return False  # already sent (replay and live feed overlap at the seam)
-            if seq > position[1] + 1:
+            if seq > position.seq + 1:
                 self._catch_up(subscription, stream, position, message)
                 return False
-        subscription.positions[stream] = (message["epoch"], seq)
+        subscription.positions[stream] = StreamPosition(seq, message["epoch"])
         self.push_text(subscription.frame_prefix + message["tail"])
         return True
 
     def _catch_up(
-        self, subscription: protocol.Subscription, stream: str, position: tuple[str, int], message: dict[str, Any]
+        self, subscription: protocol.Subscription, stream: str, position: StreamPosition, message: dict[str, Any]
     ) -> None:
         """A later seq overtook an earlier one (two publishers racing): fetch the missing ones from history."""
         subscription.pending = [message]
         self._spawn(self._fill_gap(subscription, stream, position))
 
-    async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: tuple[str, int]) -> None:
+    async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: StreamPosition) -> None:
         try:
-            replay = await get_history().replay(stream, position[1], position[0] or None)
+            replay = await get_history().replay(stream, position.seq, position.epoch or None)
         except Exception:
             logger.warning("gap fill failed for %s; delivering what arrived", stream, exc_info=True)
             replay = None
         if replay is not None and replay.covered:
             for seq, raw in replay.events:
                 current = subscription.positions.get(stream)
-                if current is not None and current[0] == replay.epoch and seq <= current[1]:
+                if current is not None and current.epoch == replay.epoch and seq <= current.seq:
                     continue
                 record = json.loads(raw)
                 if subscription.matcher.matches(record["event"], record["fields"]):
                     tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
                     self.push_text(subscription.frame_prefix + tail)
-                subscription.positions[stream] = (replay.epoch, seq)
+                subscription.positions[stream] = StreamPosition(seq, replay.epoch)
         else:
             pending = subscription.pending or []
             if pending:  # history cannot fill it: accept the gap rather than stall the stream
                 first = pending[0]
-                subscription.positions[stream] = (first["epoch"], first["seq"] - 1)
+                subscription.positions[stream] = StreamPosition(first["seq"] - 1, first["epoch"])
         if subscription.id in self.state.subscriptions:
             self._flush_replay_and_pending(subscription)
 
@@ -574,7 +573,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         assert self.identity is not None
         self.identity = Identity(user, self.identity.expires_at)
         for subscription in list(self.state.subscriptions.values()):
-            scope_ids = tuple(s.partition(":")[2] for s in subscription.streams)
+            scope_ids = tuple(scope_of(s) for s in subscription.streams)
             if not await amay_read(user, subscription.spec, scope_ids):
                 _, to_leave = self.state.remove(subscription.id)
                 for group in to_leave:
@@ -588,7 +587,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
                     }
                 )
         for key in list(self.presence_keys):
-            channel, _, location_id = key.partition(":")
+            channel, location_id = split_stream(key)
             spec = protocol.lookup_channel(channel)
             if not await amay_read(user, spec, (location_id,)):
                 self.presence_keys.discard(key)

@@ -30,6 +30,7 @@ from realtime.conf import realtime_settings
 from realtime.errors import CloseCode, ErrorCode
 from realtime.protocol import MESSAGE_TYPES
 from realtime.registry import CHANNELS
+from realtime.streams import channel_of
 
 PUBLISH_SOURCES = ("rest", "python", "model", "outbox")
 """Who published an event: ``POST /v1/events``, Python code, a model save, the transactional outbox relay."""
@@ -132,7 +133,7 @@ def error_code_label(code: ErrorCode | str) -> str:
 
 
 def channel_of_stream(stream: str) -> str:
-    channel = stream.partition(":")[0]
+    channel = channel_of(stream)
     return channel if channel in _deliveries else OTHER
 
 
@@ -141,7 +142,7 @@ def channel_of_stream(stream: str) -> str:
 
 def record_fanout(message: dict[str, Any], sent: int) -> None:
     """One event handed to ``sent`` local recipients: count them, observe its lag once."""
-    channel = message["stream"].partition(":")[0]
+    channel = channel_of(message["stream"])
     deliveries = _deliveries.get(channel)
     if deliveries is None:
         return
@@ -158,7 +159,7 @@ def record_fanout(message: dict[str, Any], sent: int) -> None:
 def record_published(stream: str, source: str, append_seconds: float) -> None:
     if not enabled():
         return
-    child = _published.get((stream.partition(":")[0], source))
+    child = _published.get((channel_of(stream), source))
     if child is None:
         child = EVENTS_PUBLISHED.labels(channel_of_stream(stream), source if source in PUBLISH_SOURCES else OTHER)
     child.inc()

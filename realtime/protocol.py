@@ -39,9 +39,9 @@ from realtime.errors import (
     SubscriptionNotFound,
     UnknownType,
 )
-from realtime.groups import group_for_stream
 from realtime.jsondecode import decode_json
 from realtime.registry import ChannelParams, ChannelSpec, LocationParams, NotificationsParams, Scope, get_channel
+from realtime.streams import StreamPosition, group_for_stream
 
 
 def is_request_id(value: Any) -> bool:
@@ -366,8 +366,8 @@ class Subscription:
     matcher: EventMatcher
     created_at: str
     frame_prefix: str
-    # (epoch, last seq) delivered per stream, so replay and live feed meet without gap or duplicate.
-    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # The last position delivered per stream, so replay and live feed meet without gap or duplicate.
+    positions: dict[str, StreamPosition] = field(default_factory=dict)
     # Live events held back while the subscribe response, a replay or a gap fill is on its way.
     pending: list[dict[str, Any]] | None = None
     backlog: list[str] = field(default_factory=list)

@@ -27,10 +27,10 @@ from django.db import transaction
 from realtime import metrics
 from realtime import redis as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
-from realtime.groups import CONTROL_GROUP, group_for_stream
 from realtime.history import get_history, record_json
 from realtime.protocol import encode, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -146,7 +146,8 @@ async def apublish(
     stream = spec.stream(scope_id)
     try:
         started = time.perf_counter()
-        seq, epoch = await get_history().append(stream, record_json(record))
+        position = await get_history().append(stream, record_json(record))
+        seq, epoch = position.seq, position.epoch
         appended = time.perf_counter() - started
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
         await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))

@@ -137,10 +137,10 @@ async def test_subscribe_with_empty_resume_reports_positions_that_later_resume_f
 async def test_a_later_seq_that_overtakes_an_earlier_one_is_reordered_from_history(token_for):
     from channels.layers import get_channel_layer
 
-    from realtime.groups import group_for_stream
     from realtime.history import get_history, record_json
     from realtime.publishing import build_event, envelope_tail, hub_message
     from realtime.registry import get_channel
+    from realtime.streams import group_for_stream
 
     spec = get_channel("orders")
     assert spec is not None
@@ -149,7 +149,8 @@ async def test_a_later_seq_that_overtakes_an_earlier_one_is_reordered_from_histo
         messages = []
         for n in (1, 2):  # two publishers got seq 1 and 2 ...
             record = build_event(spec, "order.created", "loc-xyz789", {"n": n})
-            seq, epoch = await get_history().append(STREAM, record_json(record))
+            position = await get_history().append(STREAM, record_json(record))
+            seq, epoch = position.seq, position.epoch
             tail = envelope_tail("orders", STREAM, seq, epoch, record)
             messages.append(hub_message(STREAM, seq, epoch, record, tail))
         layer = get_channel_layer()
