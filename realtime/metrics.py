@@ -123,9 +123,9 @@ def close_code_label(code: int | None) -> str:
     return label if label in CLOSE_CODE_LABELS else OTHER
 
 
-def command_type_label(raw: object) -> str:
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    return kind if isinstance(kind, str) and kind in COMMAND_TYPES else "invalid"
+def command_type_label(message_type: object) -> str:
+    """The metrics label of a frame that claimed ``message_type``: a known command's name, else ``invalid``."""
+    return message_type if isinstance(message_type, str) and message_type in COMMAND_TYPES else "invalid"
 
 
 def error_code_label(code: ErrorCode | str) -> str:
