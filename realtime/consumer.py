@@ -339,9 +339,11 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self._flush_replay_and_pending(subscription)
 
     async def _starting_points(
-        self, subscription: protocol.Subscription, resume: dict[str, Any]
+        self, subscription: protocol.Subscription, resume: dict[str, protocol.ResumePosition]
     ) -> dict[str, protocol.ResumePosition]:
         """Where each stream's feed starts: the client's resume position, or where the stream stands now.
+
+        A start is a ``ResumePosition``, as a client sends it, because its epoch may be absent (no epoch check).
 
         Read before the groups are joined, then replayed after: an event published while the join is under way
         (a Redis SUBSCRIBE is not confirmed before it returns) is then sent from history, not lost.
