@@ -27,7 +27,7 @@ from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
-from realtime.delivery import Verdict
+from realtime.delivery import DELIVER, FILL_GAP
 from realtime.errors import (
     CloseCode,
     ConnectionLimit,
@@ -490,10 +490,10 @@ class GatewayConsumer(AsyncWebsocketConsumer):
 
     def _deliver_to(self, subscription: protocol.Subscription, message: dict[str, Any]) -> bool:
         verdict = subscription.cursor.offer(message)
-        if verdict is Verdict.DELIVER:
+        if verdict is DELIVER:
             self.push_text(subscription.frame_prefix + message["tail"])
             return True
-        if verdict is Verdict.FILL_GAP:
+        if verdict is FILL_GAP:
             stream = message["stream"]
             self._spawn(self._fill_gap(subscription, stream, subscription.cursor.positions[stream]))
         return False

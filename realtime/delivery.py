@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from realtime.protocol import Subscription
 
 
+# ``StreamPosition(seq, epoch)`` without the NamedTuple's Python-level ``__new__``: this runs once per delivered event.
+_new_position = tuple.__new__
+
+
 class Verdict(Enum):
     """What to do with one live event."""
 
@@ -28,6 +32,10 @@ class Verdict(Enum):
     DROP = "drop"  # already sent: replay and live feed overlap at the seam
     HOLD = "hold"  # held back behind a response, a replay or a gap fill; released in order afterwards
     FILL_GAP = "fill_gap"  # a later seq overtook an earlier one (two publishers racing): fetch the missing ones first
+
+
+# Module constants: an Enum member lookup costs more than a global read on the per-event path.
+DELIVER, DROP, HOLD, FILL_GAP = Verdict.DELIVER, Verdict.DROP, Verdict.HOLD, Verdict.FILL_GAP
 
 
 @dataclass(slots=True)
@@ -45,19 +53,19 @@ class Cursor:
         """Judge a hub message (``stream``, ``seq``, ``epoch``); a delivered or gap-opening one moves the cursor."""
         if self.pending is not None:
             self.pending.append(message)
-            return Verdict.HOLD
+            return HOLD
         stream = message["stream"]
         seq = message["seq"]
         position = self.positions.get(stream)
         # An empty epoch is a stream that had no history yet when the subscription started: any epoch continues it.
         if position is not None and position.epoch in (message["epoch"], ""):
             if seq <= position.seq:
-                return Verdict.DROP
+                return DROP
             if seq > position.seq + 1:
                 self.pending = [message]
-                return Verdict.FILL_GAP
-        self.positions[stream] = StreamPosition(seq, message["epoch"])
-        return Verdict.DELIVER
+                return FILL_GAP
+        self.positions[stream] = _new_position(StreamPosition, (seq, message["epoch"]))
+        return DELIVER
 
     def release(self) -> list[dict[str, Any]]:
         """Stop holding; return the held events, in arrival order, to be offered again."""

@@ -9,7 +9,7 @@ against ``registry.PUBLIC_ID_PATTERN``, which keeps every group name inside thos
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 GROUP_NAME_MAX_LENGTH = 99
 _VALID_GROUP = re.compile(r"^[A-Za-z0-9._-]{1,99}$")
@@ -17,11 +17,11 @@ CONTROL_GROUP = "rt.control"
 STREAM_SEPARATOR = ":"
 
 
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
+class StreamPosition(NamedTuple):
     """Where a stream stands: its last ``seq`` within ``epoch``, one unbroken run of sequence numbers.
 
-    An empty epoch is a stream that had no history yet: any epoch continues it.
+    An empty epoch is a stream that had no history yet: any epoch continues it. Immutable like a frozen dataclass,
+    but a NamedTuple: one is built per delivered event, and a frozen dataclass costs about twice as much to build.
     """
 
     seq: int

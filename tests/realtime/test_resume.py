@@ -149,8 +149,7 @@ async def test_a_later_seq_that_overtakes_an_earlier_one_is_reordered_from_histo
         messages = []
         for n in (1, 2):  # two publishers got seq 1 and 2 ...
             record = build_event(spec, "order.created", "loc-xyz789", {"n": n})
-            position = await get_history().append(STREAM, record_json(record))
-            seq, epoch = position.seq, position.epoch
+            seq, epoch = await get_history().append(STREAM, record_json(record))
             tail = envelope_tail("orders", STREAM, seq, epoch, record)
             messages.append(hub_message(STREAM, seq, epoch, record, tail))
         layer = get_channel_layer()
