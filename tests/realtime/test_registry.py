@@ -28,7 +28,7 @@ from realtime.registry import (
     OrdersParams,
     Scope,
 )
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 LOCATION = "loc-xyz789"
 LONGEST_PUBLIC_ID = "loc-" + "x" * 60
