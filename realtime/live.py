@@ -114,7 +114,7 @@ class DirectoryStore(Protocol):
 
 
 def _ttl_seconds() -> float:
-    return float(realtime_settings.PRESENCE_TTL_SECONDS)
+    return realtime_settings.PRESENCE_TTL_SECONDS
 
 
 class MemoryDirectory:

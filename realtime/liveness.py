@@ -59,7 +59,7 @@ def procs_key(prefix: str) -> str:
 
 
 def lapse_ms() -> int:
-    return max(1, int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000))
+    return max(1, int(realtime_settings.PRESENCE_TTL_SECONDS * 1000))
 
 
 class ProcessNotLive(Exception):
