@@ -1,4 +1,4 @@
-"""``python -m realtime.cluster`` (``make run-cluster``): two processes that really share a Redis, and a clean stop."""
+"""``python -m tools.run_cluster`` (``make run-cluster``): two processes that really share a Redis, and a clean stop."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def cluster(tmp_path: Path) -> Iterator[RunningCluster]:
     base_port = adjacent_free_ports()
     env = base_env(f"sqlite:///{tmp_path / 'cluster.sqlite3'}")  # no REDIS_URL: the launcher's private Redis
     log_path = tmp_path / "cluster.log"
-    command = [PYTHON, "-m", "realtime.cluster", "--processes", "2", "--base-port", str(base_port)]
+    command = [PYTHON, "-m", "tools.run_cluster", "--processes", "2", "--base-port", str(base_port)]
     command += ["--duration", str(DURATION_SECONDS)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
