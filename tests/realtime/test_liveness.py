@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.connections import MemoryConnections, RedisConnections
 from realtime.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
 from realtime.presence import Member, MemoryPresence, RedisPresence
