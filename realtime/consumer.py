@@ -22,7 +22,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import delivery, expiry, live, metrics, presence, protocol
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings

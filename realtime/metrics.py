@@ -105,7 +105,7 @@ def enabled() -> bool:
     """``REALTIME_METRICS_ENABLED``, read once (it is asked per event) and again after a settings change."""
     global _enabled
     if _enabled is None:
-        _enabled = bool(realtime_settings.METRICS_ENABLED)
+        _enabled = realtime_settings.METRICS_ENABLED
     return _enabled
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
 from realtime.streams import group_for_stream, split_stream

@@ -25,7 +25,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
 from realtime.history import get_history, record_json
 from realtime.protocol import envelope_tail, new_id, now_iso

@@ -28,7 +28,7 @@ from realtime.registry import (
     Scope,
 )
 from realtime.streams import group_for_stream
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 LOCATION = "loc-xyz789"
 LONGEST_PUBLIC_ID = "loc-" + "x" * 60

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from realtime.publishing import apublish
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 AT = {"location_id": "loc-xyz789"}
