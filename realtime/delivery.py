@@ -50,7 +50,7 @@ class Cursor:
         self.pending = []
 
     def offer(self, message: dict[str, Any]) -> Verdict:
-        """Judge a hub message (``stream``, ``seq``, ``epoch``); a delivered or gap-opening one moves the cursor."""
+        """Judge a hub message (``stream``, ``seq``, ``epoch``): a delivered one moves the cursor, a gap holds it."""
         if self.pending is not None:
             self.pending.append(message)
             return HOLD
