@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.streams import StreamPosition
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ StreamAppend = tuple[str, Sequence[Entry], float, "Announce | None"]  # append_m
 
 
 class HistoryStore(Protocol):
-    async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+    async def append(self, stream: str, record: str) -> StreamPosition:
+        """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 
     async def append_many(
         self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
@@ -106,7 +108,8 @@ class HistoryStore(Protocol):
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
-    async def position(self, stream: str) -> tuple[str, int]: ...
+    async def position(self, stream: str) -> StreamPosition:
+        """Where the stream stands now (seq 0 and no epoch when it has no history)."""
 
 
 def _new_epoch() -> str:
@@ -124,9 +127,9 @@ class MemoryHistory:
         # (stream, key) -> (expires at, fingerprint, what the first entry got), oldest first
         self._keys: dict[tuple[str, str], tuple[float, str, Appended]] = {}
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         with self._lock:
-            return self._append_locked(stream, record, time.time()), self._epoch
+            return StreamPosition(self._append_locked(stream, record, time.time()), self._epoch)
 
     def _append_locked(self, stream: str, record: str, now: float) -> int:
         seq = self._seq.get(stream, 0) + 1
@@ -192,9 +195,9 @@ class MemoryHistory:
         with self._lock:
             return [found[0] if (found := self._recall_locked(s, k, now)) else None for s, k in keys]
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         with self._lock:
-            return self._epoch, self._seq.get(stream, 0)
+            return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
@@ -314,7 +317,7 @@ class RedisHistory:
         base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
@@ -325,7 +328,7 @@ class RedisHistory:
                 int(time.time() * 1000),
             ],
         )
-        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
     def _key_of(self, stream: str, key: str) -> str:
         return f"{self.key_prefix}{{{stream}}}:idem:{key}"  # the stream's hash slot, so one script sees both
@@ -421,12 +424,12 @@ class RedisHistory:
         values = await shared_redis.client().mget([self._key_of(stream, key) for stream, key in keys])
         return [value.decode().split(" ", 1)[0] if value else None for value in values]
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         seq_key, _, epoch_key = self._keys(stream)
         epoch, seq = await shared_redis.client().mget(epoch_key, seq_key)
         if epoch is None:
-            return "", 0
-        return epoch.decode(), int(seq or 0)
+            return StreamPosition(0, "")
+        return StreamPosition(int(seq or 0), epoch.decode())
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)

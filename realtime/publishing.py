@@ -28,13 +28,13 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
-from realtime.groups import CONTROL_GROUP, group_for_stream
 from realtime.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
-from realtime.protocol import encode, new_id, now_iso
+from realtime.protocol import envelope_tail, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,24 +126,6 @@ def build_event(spec: ChannelSpec, event: str, scope_id: str, data: Mapping[str,
         "data": data,
         "fields": {name: filter_value(data.get(name)) for name in spec.filter_fields},
     }
-
-
-def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Mapping[str, Any]) -> str:
-    """Encode an event once; each recipient's frame is its own prefix plus this tail."""
-    envelope: dict[str, Any] = {
-        "channel": spec_name,
-        "event": record["event"],
-        "event_id": record["event_id"],
-        "stream": stream,
-        "epoch": epoch,
-        "seq": seq,
-    }
-    for key in ("location_id", "user_id"):
-        if key in record:
-            envelope[key] = record[key]
-    envelope["timestamp"] = record["timestamp"]
-    envelope["data"] = record["data"]
-    return encode(envelope)[1:]
 
 
 _PLACEHOLDER = f"@{secrets.token_hex(8)}@"  # stands for the epoch and the seq until the history script knows them
