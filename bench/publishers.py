@@ -109,8 +109,11 @@ class BatchRestPublisher:
 
     name = "rest-batch"
 
-    def __init__(self, endpoint: Endpoint, token: str, flush_s: float = 0.01, max_connections: int = 8) -> None:
+    def __init__(
+        self, endpoint: Endpoint, token: str, flush_s: float = 0.01, max_connections: int = 8, max_batch: int = 500
+    ) -> None:
         self.endpoint, self.token, self.flush_s, self.max_connections = endpoint, token, flush_s, max_connections
+        self.max_batch = max_batch  # the gateway's PUBLISH_BATCH_MAX
 
     async def publish_all(self, events: Sequence[PlannedEvent], rate: float, tag: str) -> PublishReport:
         report = PublishReport()
@@ -157,8 +160,8 @@ class BatchRestPublisher:
                     continue
                 if not idle and len(opened) - len(idle) >= self.max_connections:
                     continue  # every connection busy: the batch grows until one is free
-                batch = pending[:]
-                pending.clear()
+                batch = pending[: self.max_batch]
+                del pending[: self.max_batch]
                 task = asyncio.create_task(send(batch))
                 sends.add(task)
                 task.add_done_callback(sends.discard)
