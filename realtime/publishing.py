@@ -156,17 +156,24 @@ _fusable: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _can_fuse(layer: Any) -> bool:
-    from channels_redis.pubsub import RedisPubSubChannelLayer
-    from channels_redis.serializers import MsgPackSerializer
+    """Only where the script's message is exactly the layer's; anything unknown (another channels-redis whose
+    internals differ) keeps the layer's own ``group_send``."""
     from django.conf import settings
 
-    if not isinstance(layer, RedisPubSubChannelLayer) or not isinstance(get_history(), RedisHistory):
+    try:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+        from channels_redis.serializers import MsgPackSerializer
+
+        if not isinstance(layer, RedisPubSubChannelLayer) or not isinstance(get_history(), RedisHistory):
+            return False
+        serializer = layer._serializer
+        if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
+            return False
+        shards = layer._get_layer()._shards
+        address = shards[0].host.get("address") if len(shards) == 1 else None
+        layer._get_group_channel_name("rt.probe")
+    except (ImportError, AttributeError, TypeError):
         return False
-    serializer = layer._serializer
-    if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
-        return False
-    shards = layer._get_layer()._shards
-    address = shards[0].host.get("address") if len(shards) == 1 else None
     return bool(address) and address == settings.REDIS_URL and not getattr(settings, "REDIS_SENTINELS", [])
 
 
