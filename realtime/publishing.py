@@ -17,12 +17,10 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import transaction
 
 from realtime import metrics
 from realtime import redis as shared_redis
@@ -224,10 +222,14 @@ def publish_on_commit(
     using: str | None = None,
     source: str = "python",
 ) -> None:
-    """Publish once the current transaction commits, so nobody sees a change that was rolled back."""
-    resolve_target(channel, event, location_id=location_id, user_id=user_id)  # fail at the call site, not later
-    send = partial(publish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)
-    transaction.on_commit(send, using=using, robust=True)
+    """Publish once the current transaction commits: an outbox row written in it (``realtime.outbox``).
+
+    Nobody sees an event of a rolled-back change, and a committed one is delivered even when Redis is down at the
+    commit or the process dies right after it. A bad channel, event or scope id fails here, at the call site.
+    """
+    from realtime.outbox import enqueue
+
+    enqueue(channel, event, location_id=location_id, user_id=user_id, data=data, using=using, source=source)
 
 
 def broadcast_control(message: dict[str, Any]) -> None:

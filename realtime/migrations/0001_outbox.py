@@ -1,0 +1,81 @@
+"""The outbox table, and on PostgreSQL a trigger that wakes every listening relay when rows are inserted."""
+
+import django.utils.timezone
+from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
+
+# One notification per insert statement, delivered at commit (never for a rollback); PostgreSQL folds identical
+# notifications of one transaction into one, so a transaction of many events wakes the relays once.
+CREATE_TRIGGER = """
+CREATE OR REPLACE FUNCTION realtime_outbox_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('realtime_outbox', '');
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER realtime_outbox_notify AFTER INSERT ON realtime_outboxevent
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime_outbox_notify();
+"""
+DROP_TRIGGER = """
+DROP TRIGGER IF EXISTS realtime_outbox_notify ON realtime_outboxevent;
+DROP FUNCTION IF EXISTS realtime_outbox_notify();
+"""
+
+
+def create_notify_trigger(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    if schema_editor.connection.vendor == "postgresql":  # SQLite has no NOTIFY: its relay polls
+        schema_editor.execute(CREATE_TRIGGER)
+
+
+def drop_notify_trigger(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP_TRIGGER)
+
+
+class Migration(migrations.Migration):
+    initial = True
+
+    dependencies = []
+
+    operations = [
+        migrations.CreateModel(
+            name="OutboxEvent",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stream", models.CharField(help_text="channel:scope, e.g. orders:loc-xyz789", max_length=200)),
+                ("channel", models.CharField(max_length=32)),
+                ("event", models.CharField(max_length=64)),
+                (
+                    "scope_id",
+                    models.CharField(help_text="The location_id, or the user_id of a user channel.", max_length=64),
+                ),
+                ("data", models.JSONField(default=dict)),
+                (
+                    "source",
+                    models.CharField(
+                        default="python", help_text="metrics.PUBLISH_SOURCES: model, python", max_length=16
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+            ],
+            options={
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(condition=models.Q(("sent_at__isnull", True)), fields=["id"], name="outbox_unsent"),
+                    models.Index(
+                        condition=models.Q(("sent_at__isnull", True)),
+                        fields=["stream", "id"],
+                        name="outbox_unsent_stream",
+                    ),
+                    models.Index(
+                        condition=models.Q(("sent_at__isnull", False)), fields=["sent_at"], name="outbox_sent"
+                    ),
+                ],
+            },
+        ),
+        migrations.RunPython(create_notify_trigger, drop_notify_trigger),
+    ]

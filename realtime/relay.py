@@ -1,0 +1,423 @@
+"""The outbox relay: publish committed outbox rows (``realtime.outbox``) in id order per stream, then mark them sent.
+
+It runs inside every gateway process, on the server's own event loop: started from the ASGI lifespan under uvicorn,
+from the reactor's start under daphne, and by the hub on first use where neither ran (``astart_relay``, the same
+hooks as ``realtime.heartbeat``). It is never started on a short-lived loop (a request's or a test's
+``async_to_sync``): tests set ``OUTBOX_RELAY_ENABLED`` off and drive ``Relay.relay_once`` or start and stop a relay
+themselves.
+
+One pass:
+
+- PostgreSQL: in one transaction, claim up to ``OUTBOX_BATCH_SIZE`` unsent rows in id order with
+  ``SELECT ... FOR UPDATE SKIP LOCKED`` (so relays of several processes never take the same row), drop the streams
+  of which another relay holds an earlier row (publishing ours first would reorder the stream), publish, mark sent,
+  commit. The relay wakes on ``LISTEN realtime_outbox`` (a trigger notifies after each insert) and polls every
+  ``OUTBOX_POLL_SECONDS`` in case a notification was missed.
+- SQLite: read the unsent rows, publish, mark sent; it wakes when this process commits an event and polls.
+
+Each row is published with the idempotency key ``outbox:<id>`` and a dedup window of ``OUTBOX_RETENTION_SECONDS``:
+a relay that died after publishing and before its mark committed leaves the row unsent, and the next attempt (by
+any relay) publishes nothing new. That is what makes delivery into the stream exactly once, also with two relays on
+SQLite, where nothing is locked. While Redis is down a pass stops at the first failure, keeps the rows unsent
+(counting ``attempts``, keeping ``last_error``) and the relay retries with exponential backoff up to
+``OUTBOX_RETRY_MAX_SECONDS``. A row the registry refuses (its channel or event no longer exists) can never be
+published: it is marked sent with its error and logged, so it does not block its stream forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connections, router
+
+from realtime import metrics
+from realtime.conf import realtime_settings
+from realtime.errors import ProtocolError, Unavailable
+from realtime.outbox import idempotency_key
+from realtime.registry import Scope, get_channel
+
+logger = logging.getLogger(__name__)
+PURGE_INTERVAL_SECONDS = 60.0
+RETRY_BASE_SECONDS = 0.1
+
+
+class OutboxStalled(Exception):
+    """A pass stopped at a row it could not publish (Redis down, or a bug); the rows stay unsent."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    stream: str
+    channel: str
+    event: str
+    scope_id: str
+    data: dict[str, Any]
+    source: str
+
+    @property
+    def target(self) -> dict[str, str]:
+        spec = get_channel(self.channel)
+        return {"user_id" if spec is not None and spec.scope is Scope.USER else "location_id": self.scope_id}
+
+
+@dataclass
+class PassResult:
+    """What one pass did: rows published, rows refused for good, and the row it stopped at."""
+
+    sent: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    failed: tuple[int, str] | None = None
+
+
+class Relay:
+    """One process's outbox relay. ``start()`` runs it on the running loop; ``relay_once()`` is one pass."""
+
+    def __init__(self, using: str | None = None) -> None:
+        from realtime.models import OutboxEvent
+
+        self.alias = using or router.db_for_write(OutboxEvent)
+        self.table = OutboxEvent._meta.db_table
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._pg: Any = None  # psycopg.AsyncConnection of the claims (PostgreSQL)
+        self._failures = 0
+        self._last_purge: float | None = None
+        self.published = 0  # rows this relay published (duplicates included), for tests and logs
+
+    @property
+    def vendor(self) -> str:
+        return str(connections[self.alias].vendor)
+
+    # One pass -------------------------------------------------------------------------------------------------
+
+    async def relay_once(self) -> int:
+        """Publish what is committed and unsent now; return how many rows were published.
+
+        Raises ``OutboxStalled`` when a row could not be published (its attempt is recorded, the row stays unsent).
+        """
+        try:
+            result = await (self._pass_postgresql() if self.vendor == "postgresql" else self._pass_orm())
+        finally:
+            await self._refresh_backlog_gauge()
+        self.published += len(result.sent)
+        await self._purge_if_due()
+        if result.failed is not None:
+            raise OutboxStalled(f"outbox row {result.failed[0]}: {result.failed[1]}")
+        return len(result.sent)
+
+    async def publish_rows(self, rows: list[OutboxRow]) -> PassResult:
+        """Publish ``rows`` in order, each under its row's idempotency key; stop at the first that fails."""
+        from realtime.publishing import apublish
+
+        result = PassResult()
+        dedup_seconds = float(realtime_settings.OUTBOX_RETENTION_SECONDS)
+        for row in rows:
+            try:
+                await apublish(
+                    row.channel,
+                    row.event,
+                    **row.target,
+                    data=row.data,
+                    source=row.source,
+                    idempotency_key=idempotency_key(row.id),
+                    dedup_seconds=dedup_seconds,
+                )
+            except Unavailable as exc:
+                result.failed = (row.id, f"unavailable: {exc.__cause__ or exc}")
+                break
+            except ProtocolError as exc:  # the registry refuses it: it can never be published
+                logger.error("outbox row %d (%s %s) refused and dropped: %s", row.id, row.stream, row.event, exc)
+                result.rejected.append((row.id, f"refused: {exc}"))
+            except Exception as exc:
+                logger.exception("outbox row %d (%s %s) not published", row.id, row.stream, row.event)
+                result.failed = (row.id, f"{type(exc).__name__}: {exc}")
+                break
+            else:
+                result.sent.append(row.id)
+        return result
+
+    async def _pass_postgresql(self) -> PassResult:
+        connection = await self._pg_connection()
+        try:
+            async with connection.transaction():
+                cursor = await connection.execute(
+                    f"SELECT id, stream, channel, event, scope_id, data, source FROM {self.table} "
+                    "WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    [int(realtime_settings.OUTBOX_BATCH_SIZE)],
+                )
+                rows = [OutboxRow(*record) for record in await cursor.fetchall()]
+                if not rows:
+                    return PassResult()
+                rows = await self._without_held_streams(connection, rows)
+                result = await self.publish_rows(rows)
+                await self._mark_postgresql(connection, result)
+                return result
+        except Exception:
+            await self._close_pg()  # a broken connection is opened again by the next pass
+            raise
+
+    async def _without_held_streams(self, connection: Any, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Drop the streams of which an earlier unsent row is not ours: another relay holds it, so it goes first."""
+        first_claimed: dict[str, int] = {}
+        for row in rows:
+            first_claimed.setdefault(row.stream, row.id)
+        cursor = await connection.execute(
+            f"SELECT stream, min(id) FROM {self.table} WHERE sent_at IS NULL AND stream = ANY(%s) GROUP BY stream",
+            [list(first_claimed)],
+        )
+        held = {stream for stream, first in await cursor.fetchall() if first < first_claimed[stream]}
+        return [row for row in rows if row.stream not in held]
+
+    async def _mark_postgresql(self, connection: Any, result: PassResult) -> None:
+        table = self.table
+        if result.sent:
+            await connection.execute(
+                f"UPDATE {table} SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
+                [result.sent],
+            )
+        for row_id, error in result.rejected:
+            await connection.execute(
+                f"UPDATE {table} SET sent_at = now(), attempts = attempts + 1, last_error = %s WHERE id = %s",
+                [error, row_id],
+            )
+        if result.failed is not None:
+            await connection.execute(
+                f"UPDATE {table} SET attempts = attempts + 1, last_error = %s WHERE id = %s",
+                [result.failed[1], result.failed[0]],
+            )
+
+    async def _pass_orm(self) -> PassResult:
+        rows = await sync_to_async(self._read_unsent)()
+        if not rows:
+            return PassResult()
+        result = await self.publish_rows(rows)
+        await sync_to_async(self._mark_orm)(result)
+        return result
+
+    def _read_unsent(self) -> list[OutboxRow]:
+        from realtime.models import OutboxEvent
+
+        fields = ("id", "stream", "channel", "event", "scope_id", "data", "source")
+        batch = int(realtime_settings.OUTBOX_BATCH_SIZE)
+        unsent = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=True).order_by("id")
+        return [OutboxRow(*values) for values in unsent.values_list(*fields)[:batch]]
+
+    def _mark_orm(self, result: PassResult) -> None:
+        from django.db import transaction
+        from django.db.models import F
+        from django.utils import timezone
+
+        from realtime.models import OutboxEvent
+
+        rows = OutboxEvent.objects.using(self.alias)
+        now = timezone.now()
+        with transaction.atomic(using=self.alias):
+            if result.sent:
+                rows.filter(id__in=result.sent).update(sent_at=now, attempts=F("attempts") + 1)
+            for row_id, error in result.rejected:
+                rows.filter(id=row_id).update(sent_at=now, attempts=F("attempts") + 1, last_error=error)
+            if result.failed is not None:
+                rows.filter(id=result.failed[0]).update(attempts=F("attempts") + 1, last_error=result.failed[1])
+
+    # Housekeeping ---------------------------------------------------------------------------------------------
+
+    async def _refresh_backlog_gauge(self) -> None:
+        from realtime.outbox import read_backlog
+
+        try:
+            backlog = await sync_to_async(read_backlog)(self.alias)
+        except Exception as exc:
+            logger.warning("outbox backlog not read (%s: %s)", type(exc).__name__, exc)
+            return
+        metrics.OUTBOX_BACKLOG.set(backlog.unsent)
+
+    async def _purge_if_due(self) -> None:
+        now = time.monotonic()
+        if self._last_purge is not None and now - self._last_purge < PURGE_INTERVAL_SECONDS:
+            return
+        self._last_purge = now
+        deleted = await sync_to_async(self.purge_sent)()
+        if deleted:
+            logger.info(
+                "outbox: deleted %d rows sent more than %ss ago", deleted, realtime_settings.OUTBOX_RETENTION_SECONDS
+            )
+
+    def purge_sent(self) -> int:
+        """Delete rows sent more than ``OUTBOX_RETENTION_SECONDS`` ago; return how many."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from realtime.models import OutboxEvent
+
+        cutoff = timezone.now() - timedelta(seconds=float(realtime_settings.OUTBOX_RETENTION_SECONDS))
+        deleted, _ = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=False, sent_at__lte=cutoff).delete()
+        return deleted
+
+    # PostgreSQL connections -----------------------------------------------------------------------------------
+
+    def _pg_params(self) -> dict[str, Any]:
+        """Django's connection parameters for psycopg, without Django's own options (pool, cursor class)."""
+        params = dict(connections[self.alias].get_connection_params())
+        for key in ("cursor_factory", "context", "prepare_threshold", "pool"):
+            params.pop(key, None)
+        return params
+
+    async def _pg_connection(self) -> Any:
+        import psycopg
+
+        if self._pg is None or self._pg.closed:
+            self._pg = await psycopg.AsyncConnection.connect(**self._pg_params())
+        return self._pg
+
+    async def _close_pg(self) -> None:
+        connection, self._pg = self._pg, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:  # closing a broken connection
+                logger.debug("outbox relay connection close failed", exc_info=True)
+
+    async def _listen(self) -> None:
+        """Wake the relay on every NOTIFY of the outbox trigger; reconnect with backoff when the link breaks."""
+        import psycopg
+
+        from realtime.models import NOTIFY_CHANNEL
+
+        failures = 0
+        while True:
+            connection = None
+            try:
+                connection = await psycopg.AsyncConnection.connect(**self._pg_params(), autocommit=True)
+                await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                failures = 0
+                self.wake()  # rows may have been committed while nobody listened
+                async for _notify in connection.notifies():
+                    self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    logger.warning("outbox LISTEN failed (%s: %s); polling meanwhile", type(exc).__name__, exc)
+                await asyncio.sleep(
+                    min(float(realtime_settings.OUTBOX_RETRY_MAX_SECONDS), RETRY_BASE_SECONDS * 2**failures)
+                )
+            finally:
+                if connection is not None:
+                    await connection.close()
+
+    # Running --------------------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Run the next pass now (thread-safe: called after commits in any thread of this process)."""
+        loop, event = self.loop, self._wake
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            if loop is asyncio.get_running_loop():
+                event.set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(event.set)
+
+    def retry_delay(self) -> float:
+        """Exponential backoff after consecutive failed passes: 0.1 s, 0.2 s, ... up to ``OUTBOX_RETRY_MAX_SECONDS``."""
+        return float(
+            min(float(realtime_settings.OUTBOX_RETRY_MAX_SECONDS), RETRY_BASE_SECONDS * 2 ** (self._failures - 1))
+        )
+
+    async def run_forever(self) -> None:
+        assert self._wake is not None
+        listener = asyncio.get_running_loop().create_task(self._listen()) if self.vendor == "postgresql" else None
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    published = await self.relay_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._failures += 1
+                    if self._failures == 1:  # once per outage, not once per retry
+                        logger.warning("outbox relay: %s; retrying with backoff, rows stay unsent", exc)
+                    await asyncio.sleep(self.retry_delay())
+                    continue
+                if self._failures:
+                    logger.warning("outbox relay works again after %d failed passes", self._failures)
+                    self._failures = 0
+                if published >= int(realtime_settings.OUTBOX_BATCH_SIZE):
+                    continue  # more is waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), float(realtime_settings.OUTBOX_POLL_SECONDS))
+        finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
+            await self._close_pg()
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done() and self.loop is not None and not self.loop.is_closed()
+
+    def start(self) -> Relay:
+        """Run the relay on the running event loop, until ``stop()``."""
+        if self.running:
+            return self
+        self.loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.task = self.loop.create_task(self.run_forever(), name="realtime-outbox-relay")
+        _running.add(self)
+        return self
+
+    async def stop(self) -> None:
+        """Stop the relay and close its connections (a pass in flight is abandoned: its rows stay unsent)."""
+        _running.discard(self)
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._close_pg()
+
+    async def aclose(self) -> None:
+        """Close what ``relay_once`` opened when the relay was never started (tests that drive passes by hand)."""
+        await self.stop()
+
+
+_running: set[Relay] = set()
+_process_relay: Relay | None = None
+
+
+def wake() -> None:
+    """Wake every relay running in this process (after this process committed outbox rows)."""
+    for relay in list(_running):
+        relay.wake()
+
+
+async def astart_relay() -> Relay | None:
+    """Start this process's relay on the running (the server's) loop, once; None if ``OUTBOX_RELAY_ENABLED`` is off."""
+    global _process_relay
+    if not realtime_settings.OUTBOX_RELAY_ENABLED:
+        return None
+    relay = _process_relay
+    if relay is not None and relay.running:
+        return relay
+    _process_relay = Relay().start()
+    return _process_relay
+
+
+async def astop_relay() -> None:
+    """Stop this process's relay (server shutdown)."""
+    global _process_relay
+    relay, _process_relay = _process_relay, None
+    if relay is not None and relay.loop is asyncio.get_running_loop():
+        await relay.stop()
