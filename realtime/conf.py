@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_REPLAY_MAX_EVENTS": 1000,
     # REST publish: how long a publisher's grant is remembered (dropped at once when access changes; 0 = never)
     "PUBLISH_AUTH_CACHE_SECONDS": 2.0,
+    # Idempotent publishing (issue 14): a repeat of a stream's idempotency key within this window publishes nothing
+    "PUBLISH_DEDUP_SECONDS": 120.0,
+    # Batch publishing (issue 14): items per POST /v1/events/batch, and the body limit of both publish endpoints
+    "PUBLISH_BATCH_MAX": 500,
+    "PUBLISH_MAX_BODY_BYTES": 1024 * 1024,
     # Observability (issue 15): Prometheus metrics on /metrics; off, the hot path skips even the per-event count
     "METRICS_ENABLED": True,
     # Login throttling (issue 20): failed POST /v1/auth/token (and /refresh) per username and per client address

@@ -113,11 +113,10 @@ class Unauthorized(ProtocolError):
 class InvalidParams(ProtocolError):
     code = ErrorCode.INVALID_PARAMS
 
-    def __init__(self, message: str, channel: str | None = None) -> None:
-        if channel is None:
-            super().__init__(message)
-        else:
-            super().__init__(message, channel=channel)
+    def __init__(self, message: str, channel: str | None = None, **details: Any) -> None:
+        if channel is not None:
+            details = {"channel": channel, **details}
+        super().__init__(message, **details)
 
 
 class SubscriptionLimit(ProtocolError):
@@ -234,9 +233,14 @@ class PayloadTooLarge(ProtocolError):
 
 
 class IdempotencyConflict(ProtocolError):
+    """A repeat of an idempotency key (same stream, within ``PUBLISH_DEDUP_SECONDS``) with a different event."""
+
     code = ErrorCode.IDEMPOTENCY_CONFLICT
     default_message = "This idempotency key was already used for a different event"
     http_status = 409
+
+    def __init__(self, idempotency_key: str, stream: str, **details: Any) -> None:
+        super().__init__(None, idempotency_key=idempotency_key, stream=stream, **details)
 
 
 def error_classes() -> list[type[ProtocolError]]:

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,8 +45,41 @@ def judge_coverage(*, epoch: str, last_seq: int, after: int, client_epoch: str |
     return first_seq == after + 1
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One record to append; with a ``key``, a repeat of that key in this stream within the dedup window is not
+    appended again (``fingerprint`` tells a true repeat from a different event under the same key)."""
+
+    record: str
+    event_id: str
+    key: str | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where an entry is in its stream; ``duplicate``: an earlier entry with its key, whose position this is."""
+
+    seq: int
+    epoch: str
+    event_id: str
+    duplicate: bool = False
+
+
+class KeyConflict(Exception):
+    """An entry's key was already used in this stream for a different fingerprint; nothing of the call was appended."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"idempotency key of entry {position} was used for a different event")
+        self.position = position
+
+
 class HistoryStore(Protocol):
     async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+
+    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]: ...
+
+    async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]: ...
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
@@ -64,16 +98,63 @@ class MemoryHistory:
         self._epoch = _new_epoch()  # a process restart starts a new epoch for every stream
         self._seq: dict[str, int] = {}
         self._events: dict[str, deque[tuple[int, float, str]]] = {}
+        # (stream, key) -> (expires at, fingerprint, what the first entry got), oldest first
+        self._keys: dict[tuple[str, str], tuple[float, str, Appended]] = {}
 
     async def append(self, stream: str, record: str) -> tuple[int, str]:
         with self._lock:
-            seq = self._seq.get(stream, 0) + 1
-            self._seq[stream] = seq
-            events = self._events.get(stream)
-            if events is None:
-                events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
-            events.append((seq, time.time(), record))
-        return seq, self._epoch
+            return self._append_locked(stream, record, time.time()), self._epoch
+
+    def _append_locked(self, stream: str, record: str, now: float) -> int:
+        seq = self._seq.get(stream, 0) + 1
+        self._seq[stream] = seq
+        events = self._events.get(stream)
+        if events is None:
+            events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
+        events.append((seq, now, record))
+        return seq
+
+    def _recall_locked(self, stream: str, key: str, now: float) -> tuple[str, Appended] | None:
+        while self._keys:  # forget expired keys, oldest first (a shorter window inserted later waits its turn)
+            oldest = next(iter(self._keys))
+            if self._keys[oldest][0] > now:
+                break
+            del self._keys[oldest]
+        found = self._keys.get((stream, key))
+        if found is None or found[0] <= now:
+            return None
+        return found[1], found[2]
+
+    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]:
+        """Append in order, skipping keyed repeats, all in one step under the lock (as the Redis script does)."""
+        now = time.time()
+        with self._lock:
+            pending: dict[str, str] = {}
+            for position, entry in enumerate(entries):
+                if entry.key is None or dedup_seconds <= 0:
+                    continue
+                prior = self._recall_locked(stream, entry.key, now)
+                fingerprint = prior[0] if prior is not None else pending.setdefault(entry.key, entry.fingerprint)
+                if fingerprint != entry.fingerprint:
+                    raise KeyConflict(position)
+            results: list[Appended] = []
+            for entry in entries:
+                keyed = entry.key is not None and dedup_seconds > 0
+                prior = self._recall_locked(stream, entry.key, now) if keyed and entry.key is not None else None
+                if prior is not None:
+                    first = prior[1]
+                    results.append(Appended(first.seq, first.epoch, first.event_id, duplicate=True))
+                    continue
+                appended = Appended(self._append_locked(stream, entry.record, now), self._epoch, entry.event_id)
+                if keyed and entry.key is not None:
+                    self._keys[(stream, entry.key)] = (now + dedup_seconds, entry.fingerprint, appended)
+                results.append(appended)
+        return results
+
+    async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
+        now = time.time()
+        with self._lock:
+            return [found[0] if (found := self._recall_locked(s, k, now)) else None for s, k in keys]
 
     async def position(self, stream: str) -> tuple[str, int]:
         with self._lock:
@@ -110,6 +191,65 @@ return {seq, epoch}
 """
 
 
+# KEYS: seq, stream, epoch, then each keyed entry's idempotency key. ARGV: max events, ttl seconds, epoch candidate,
+# now (ms), dedup window (ms), entry count, then per entry: record, its key's index in KEYS after the first three (0:
+# none), fingerprint, event id. A key's value is "<fingerprint> <seq> <epoch> <event id>". First every key is checked
+# (a clash appends nothing: {"!", position}); then entries are appended in order, repeats answered from their key.
+# Each result is "n|d <seq> <epoch> <event id>" (n: new, d: duplicate).
+_APPEND_MANY_SCRIPT = """
+local n = tonumber(ARGV[6])
+local dedup_ms = tonumber(ARGV[5])
+local seen = {}
+for i = 1, n do
+  local at = 6 + (i - 1) * 4
+  local k = tonumber(ARGV[at + 2])
+  if k > 0 then
+    local key = KEYS[3 + k]
+    local fp = seen[key]
+    if not fp then
+      local prior = redis.call('GET', key)
+      if prior then fp = string.match(prior, '^(%S+)') else fp = ARGV[at + 3] end
+      seen[key] = fp
+    end
+    if fp ~= ARGV[at + 3] then return {'!', i - 1} end
+  end
+end
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+local out = {}
+local recorded = {}
+local appended = false
+for i = 1, n do
+  local at = 6 + (i - 1) * 4
+  local k = tonumber(ARGV[at + 2])
+  local prior = nil
+  if k > 0 then
+    prior = recorded[KEYS[3 + k]] or redis.call('GET', KEYS[3 + k])
+  end
+  if prior then
+    local _, _, seq, ep, eid = string.find(prior, '^%S+ (%S+) (%S+) (%S+)$')
+    out[i] = 'd ' .. seq .. ' ' .. ep .. ' ' .. eid
+  else
+    local seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[at + 1], 't', ARGV[4])
+    appended = true
+    if k > 0 then
+      local value = ARGV[at + 3] .. ' ' .. seq .. ' ' .. epoch .. ' ' .. ARGV[at + 4]
+      redis.call('SET', KEYS[3 + k], value, 'PX', dedup_ms)
+      recorded[KEYS[3 + k]] = value
+    end
+    out[i] = 'n ' .. seq .. ' ' .. epoch .. ' ' .. ARGV[at + 4]
+  end
+end
+if appended then redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000) end
+return out
+"""
+
+
 class RedisHistory:
     """History in Redis Streams, shared by every gateway process."""
 
@@ -132,6 +272,48 @@ class RedisHistory:
             ],
         )
         return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    def _key_of(self, stream: str, key: str) -> str:
+        return f"{self.key_prefix}{{{stream}}}:idem:{key}"  # the stream's hash slot, so one script sees both
+
+    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]:
+        """Append ``entries`` to one stream in one Lua call (one round trip), keyed repeats skipped atomically."""
+        if not entries:
+            return []
+        dedup_ms = int(dedup_seconds * 1000)
+        keys: list[str] = list(self._keys(stream))
+        key_index: dict[str, int] = {}
+        args: list[Any] = [
+            int(realtime_settings.HISTORY_MAX_EVENTS),
+            int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+            _new_epoch(),
+            int(time.time() * 1000),
+            max(dedup_ms, 1),
+            len(entries),
+        ]
+        for entry in entries:
+            index = 0
+            if entry.key is not None and dedup_ms > 0:
+                index = key_index.get(entry.key, 0)
+                if not index:
+                    keys.append(self._key_of(stream, entry.key))
+                    index = key_index[entry.key] = len(keys) - 3
+            args += [entry.record, index, entry.fingerprint or "-", entry.event_id]
+        answer = await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args)
+        first = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+        if first == "!":
+            raise KeyConflict(int(answer[1]))
+        results = []
+        for raw in answer:
+            flag, seq, epoch, event_id = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(" ")
+            results.append(Appended(int(seq), epoch, event_id, duplicate=flag == "d"))
+        return results
+
+    async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
+        if not keys:
+            return []
+        values = await shared_redis.client().mget([self._key_of(stream, key) for stream, key in keys])
+        return [value.decode().split(" ", 1)[0] if value else None for value in values]
 
     async def position(self, stream: str) -> tuple[str, int]:
         seq_key, _, epoch_key = self._keys(stream)

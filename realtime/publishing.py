@@ -10,12 +10,13 @@ hub (``realtime.hub``) receives it once and fans it out to its local subscribers
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,24 +25,55 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime import metrics
 from realtime import redis as shared_redis
-from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
+from realtime.conf import realtime_settings
+from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
-from realtime.history import get_history, record_json
+from realtime.history import Appended, Entry, KeyConflict, get_history, record_json
 from realtime.protocol import encode, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_EVENT_DATA_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
 _PUBLIC_ID = re.compile(PUBLIC_ID_PATTERN)
 
 
 @dataclass(frozen=True)
 class PublishedEvent:
+    """Where an event landed; ``duplicate``: a repeat of an idempotency key, answered with the first's position."""
+
     event_id: str
     stream: str
     seq: int
     epoch: str
+    duplicate: bool = False
+
+    def as_body(self) -> dict[str, Any]:
+        """The REST answer: ``{event_id, stream, seq, epoch}`` (``duplicate`` is told by the status, 200 vs 202)."""
+        return {"event_id": self.event_id, "stream": self.stream, "seq": self.seq, "epoch": self.epoch}
+
+
+@dataclass(frozen=True)
+class PublishItem:
+    """One event of a batch (``apublish_many``): the arguments of ``apublish``."""
+
+    channel: str
+    event: str
+    location_id: str | None = None
+    user_id: str | None = None
+    data: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A validated event, ready to append: its channel, stream, stored record and history entry."""
+
+    spec: ChannelSpec
+    stream: str
+    record: dict[str, Any]
+    entry: Entry
 
 
 def resolve_target(
@@ -124,6 +156,92 @@ def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], ta
     }
 
 
+def check_idempotency_key(key: Any, channel: str | None = None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidParams(
+            f"Invalid parameter idempotency_key: must be a string of 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+            channel=channel,
+        )
+    return key
+
+
+def fingerprint(spec: ChannelSpec, event: str, scope_id: str, data: Mapping[str, Any]) -> str:
+    """What makes two publishes "the same event" under one key: channel, event, scope and data (not ids or time)."""
+    canonical = json.dumps([spec.name, event, spec.scope.value, scope_id, data], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def prepare(item: PublishItem) -> _Prepared:
+    """Validate one event and build what the history stores; raises the ``ProtocolError`` a caller answers with."""
+    spec, scope_id = resolve_target(item.channel, item.event, location_id=item.location_id, user_id=item.user_id)
+    data = item.data
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidParams("Invalid parameter data: must be a JSON object", channel=spec.name)
+    key = check_idempotency_key(item.idempotency_key, spec.name)
+    record = build_event(spec, item.event, scope_id, data or {})
+    entry = Entry(
+        record_json(record),
+        record["event_id"],
+        key,
+        fingerprint(spec, item.event, scope_id, data or {}) if key is not None else "",
+    )
+    return _Prepared(spec, spec.stream(scope_id), record, entry)
+
+
+def dedup_window(dedup_seconds: float | None) -> float:
+    return float(realtime_settings.PUBLISH_DEDUP_SECONDS if dedup_seconds is None else dedup_seconds)
+
+
+async def _publish_stream(
+    stream: str, indexes: Sequence[int], prepared: Sequence[_Prepared], window: float, source: str
+) -> list[Appended]:
+    """Append a stream's events in one history call, then hand the new ones to the channel layer in order."""
+    events = [prepared[index] for index in indexes]
+    started = time.perf_counter()
+    try:
+        appended = await get_history().append_many(stream, [event.entry for event in events], window)
+    except KeyConflict as clash:
+        index = indexes[clash.position]
+        raise IdempotencyConflict(prepared[index].entry.key or "", stream, index=index) from None
+    spent = time.perf_counter() - started
+    layer = get_channel_layer()
+    group = group_for_stream(stream)
+    fresh = [(event, where) for event, where in zip(events, appended, strict=True) if not where.duplicate]
+    for event, where in fresh:
+        tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
+        await layer.group_send(group, hub_message(stream, where.seq, where.epoch, event.record, tail))
+    for _ in fresh:
+        metrics.record_published(stream, source, spent / len(fresh))
+    return appended
+
+
+async def _publish_prepared(prepared: Sequence[_Prepared], window: float, source: str) -> list[PublishedEvent]:
+    by_stream: dict[str, list[int]] = {}
+    for index, event in enumerate(prepared):
+        by_stream.setdefault(event.stream, []).append(index)
+    streams = list(by_stream)
+    try:
+        if len(streams) == 1:
+            answers = [await _publish_stream(streams[0], by_stream[streams[0]], prepared, window, source)]
+        else:
+            answers = await asyncio.gather(
+                *(_publish_stream(stream, by_stream[stream], prepared, window, source) for stream in streams)
+            )
+    except Exception as exc:
+        if not shared_redis.is_outage(exc):
+            raise
+        logger.warning("publish to %s failed: %s", ", ".join(streams[:5]), exc)
+        metrics.record_redis_error("publish")
+        raise Unavailable() from exc
+    results: list[PublishedEvent] = [None] * len(prepared)  # type: ignore[list-item]
+    for stream, appended in zip(streams, answers, strict=True):
+        for index, where in zip(by_stream[stream], appended, strict=True):
+            results[index] = PublishedEvent(where.event_id, stream, where.seq, where.epoch, where.duplicate)
+    return results
+
+
 async def apublish(
     channel: str,
     event: str,
@@ -132,30 +250,79 @@ async def apublish(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     source: str = "python",
+    idempotency_key: str | None = None,
+    dedup_seconds: float | None = None,
 ) -> PublishedEvent:
     """Publish one event to every subscriber of its stream, on every gateway process.
 
-    ``source`` (``metrics.PUBLISH_SOURCES``: rest, python, model, outbox) only labels the published-events metric.
+    With ``idempotency_key``, a repeat of the key for the same stream within ``PUBLISH_DEDUP_SECONDS`` (or
+    ``dedup_seconds``) publishes nothing and returns the first publish's position with ``duplicate=True``; a repeat
+    with a different event raises ``IdempotencyConflict``. The check, the append and the key's record are one atomic
+    step of the history store, so this holds across processes. ``source`` (``metrics.PUBLISH_SOURCES``: rest,
+    python, model, outbox) only labels the published-events metric.
     """
-    spec, scope_id = resolve_target(channel, event, location_id=location_id, user_id=user_id)
-    if data is not None and not isinstance(data, Mapping):
-        raise InvalidParams("Invalid parameter data: must be a JSON object", channel=spec.name)
-    record = build_event(spec, event, scope_id, data or {})
-    stream = spec.stream(scope_id)
+    item = PublishItem(channel, event, location_id, user_id, data, idempotency_key)
+    prepared = prepare(item)
     try:
-        started = time.perf_counter()
-        seq, epoch = await get_history().append(stream, record_json(record))
-        appended = time.perf_counter() - started
-        tail = envelope_tail(spec.name, stream, seq, epoch, record)
-        await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))
+        result = (await _publish_prepared([prepared], dedup_window(dedup_seconds), source))[0]
+    except IdempotencyConflict as error:
+        error.details.pop("index", None)  # a batch's detail
+        raise
+    if result.duplicate:
+        logger.debug("publish to %s: idempotency key repeated, nothing published", result.stream)
+    return result
+
+
+async def apublish_many(
+    items: Sequence[PublishItem], *, source: str = "python", dedup_seconds: float | None = None
+) -> list[PublishedEvent]:
+    """Publish a batch: all validated first (nothing is published when any item is bad), then one history call per
+    stream (one Redis round trip: ``append_many``), in item order within each stream; the results in item order.
+
+    A bad item raises ``InvalidParams`` whose ``errors`` detail lists each bad item's ``index`` and ``message``.
+    Keyed items are checked for a clash before anything is appended, so an ``IdempotencyConflict`` (``index``: the
+    item) normally means nothing was published; only a clash that races this batch in from another publisher, in
+    a later stream of the batch, can leave the earlier streams published (their keyed items answer as duplicates
+    when the batch is sent again).
+    """
+    prepared: list[_Prepared] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            prepared.append(prepare(item))
+        except ProtocolError as error:
+            errors.append({"index": index, "message": error.message})
+    if errors:
+        first = errors[0]
+        raise InvalidParams(
+            f"{len(errors)} of {len(items)} events are invalid; nothing was published "
+            f"(item {first['index']}: {first['message']})",
+            errors=errors,
+        )
+    window = dedup_window(dedup_seconds)
+    if window > 0:
+        await _check_keys(prepared)
+    return await _publish_prepared(prepared, window, source)
+
+
+async def _check_keys(prepared: Sequence[_Prepared]) -> None:
+    """Refuse a batch whose keys clash with earlier publishes, before any stream is appended (one read, if keyed)."""
+    keyed = [(index, event) for index, event in enumerate(prepared) if event.entry.key is not None]
+    if not keyed:
+        return
+    try:
+        known = await get_history().fingerprints([(event.stream, event.entry.key or "") for _, event in keyed])
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
-        logger.warning("publish to %s failed: %s", stream, exc)
         metrics.record_redis_error("publish")
         raise Unavailable() from exc
-    metrics.record_published(stream, source, appended)
-    return PublishedEvent(record["event_id"], stream, seq, epoch)
+    first_seen: dict[tuple[str, str], str] = {}
+    for (index, event), stored in zip(keyed, known, strict=True):
+        key = event.entry.key or ""
+        expected = stored if stored is not None else first_seen.setdefault((event.stream, key), event.entry.fingerprint)
+        if expected != event.entry.fingerprint:
+            raise IdempotencyConflict(key, event.stream, index=index)
 
 
 async def abroadcast_control(message: dict[str, Any]) -> None:
@@ -207,9 +374,28 @@ def publish(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     source: str = "python",
+    idempotency_key: str | None = None,
+    dedup_seconds: float | None = None,
 ) -> PublishedEvent:
-    """Publish from sync code (views, signals, management commands, workers)."""
-    return run_sync(apublish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)  # type: ignore[no-any-return]
+    """Publish from sync code (views, signals, management commands, workers); see ``apublish``."""
+    return run_sync(  # type: ignore[no-any-return]
+        apublish,
+        channel,
+        event,
+        location_id=location_id,
+        user_id=user_id,
+        data=data,
+        source=source,
+        idempotency_key=idempotency_key,
+        dedup_seconds=dedup_seconds,
+    )
+
+
+def publish_many(
+    items: Sequence[PublishItem], *, source: str = "python", dedup_seconds: float | None = None
+) -> list[PublishedEvent]:
+    """``apublish_many`` from sync code."""
+    return run_sync(apublish_many, items, source=source, dedup_seconds=dedup_seconds)  # type: ignore[no-any-return]
 
 
 def publish_on_commit(

@@ -178,7 +178,13 @@ ERROR_DETAILS: dict[ErrorCode, dict[str, Any]] = {
         "channel": (str, ...),
         "required_permission": (str, Field(description="The permission missing, e.g. `orders.read`.")),
     },
-    ErrorCode.INVALID_PARAMS: {"channel": (str | None, None)},
+    ErrorCode.INVALID_PARAMS: {
+        "channel": (str | None, None),
+        "errors": (
+            list[dict[str, Any]] | None,
+            Field(None, description="REST batch publish only: each bad item's `index` and `message`."),
+        ),
+    },
     ErrorCode.SUBSCRIPTION_LIMIT: {
         "current": (int, Field(description="Subscriptions this connection holds.")),
         "limit": (int, Field(description="MAX_SUBSCRIPTIONS.")),
@@ -188,6 +194,11 @@ ERROR_DETAILS: dict[ErrorCode, dict[str, Any]] = {
     ErrorCode.CONNECTION_LIMIT: {"limit": (int, Field(description="MAX_CONNECTIONS_PER_USER."))},
     ErrorCode.METHOD_NOT_ALLOWED: {"allowed": (list[str], Field(description="The methods the route accepts."))},
     ErrorCode.PAYLOAD_TOO_LARGE: {"limit": (int, Field(description="The largest accepted body, in bytes."))},
+    ErrorCode.IDEMPOTENCY_CONFLICT: {
+        "idempotency_key": (str, ...),
+        "stream": (str, ...),
+        "index": (int | None, Field(None, description="Batch publish: the item whose key clashed.")),
+    },
 }
 
 

@@ -111,6 +111,7 @@ def _sample_details(code: ErrorCode) -> dict[str, Any]:
         ErrorCode.CONNECTION_LIMIT: {"limit": 20},
         ErrorCode.METHOD_NOT_ALLOWED: {"allowed": ["POST"]},
         ErrorCode.PAYLOAD_TOO_LARGE: {"limit": 1024},
+        ErrorCode.IDEMPOTENCY_CONFLICT: {"idempotency_key": "k-1", "stream": "orders:loc-abc123"},
     }.get(code, {})
 
 
@@ -125,6 +126,8 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "retry_after_ms": 250,
     "method": "DELETE",
     "allowed": ["GET", "POST"],
+    "idempotency_key": "order-1234-created",
+    "stream": "orders:loc-abc123",
 }
 
 
