@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import connections, router
 
 from realtime import metrics
@@ -43,6 +45,7 @@ from realtime.outbox import idempotency_key
 from realtime.registry import Scope, get_channel
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 PURGE_INTERVAL_SECONDS = 60.0
 RETRY_BASE_SECONDS = 0.1
 
@@ -76,6 +79,12 @@ class PassResult:
     failed: tuple[int, str] | None = None
 
 
+def refused_indexes(error: ProtocolError, count: int) -> set[int]:
+    """The positions of a batch an error names: each bad item of an ``InvalidParams``, or a clash's ``index``."""
+    named = [entry.get("index") for entry in error.details.get("errors", [])] or [error.details.get("index")]
+    return {index for index in named if isinstance(index, int) and 0 <= index < count}
+
+
 class Relay:
     """One process's outbox relay. ``start()`` runs it on the running loop; ``relay_once()`` is one pass."""
 
@@ -88,6 +97,9 @@ class Relay:
         self.task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._pg: Any = None  # psycopg.AsyncConnection of the claims (PostgreSQL)
+        # The relay's ORM work runs on a thread (and database connection) of its own: it must not queue behind, or
+        # share a connection with, the consumers' database_sync_to_async thread.
+        self._executor: ThreadPoolExecutor | None = None
         self._failures = 0
         self._last_purge: float | None = None
         self.published = 0  # rows this relay published (duplicates included), for tests and logs
@@ -114,35 +126,60 @@ class Relay:
         return len(result.sent)
 
     async def publish_rows(self, rows: list[OutboxRow]) -> PassResult:
-        """Publish ``rows`` in order, each under its row's idempotency key; stop at the first that fails."""
-        from realtime.publishing import apublish
+        """Publish ``rows`` in order, each under its row's idempotency key; stop at the first failure.
 
+        Consecutive rows of one source go in one ``apublish_many`` (one Redis round trip per stream, in id order
+        within it). A row the registry refuses is set aside (``rejected``) and the others are sent again at once:
+        the ones already appended answer as duplicates. After an outage or a bug nothing of the run counts as sent;
+        the rows stay unsent, and the next pass publishes only what did not get through.
+        """
         result = PassResult()
-        dedup_seconds = float(realtime_settings.OUTBOX_RETENTION_SECONDS)
-        for row in rows:
-            try:
-                await apublish(
-                    row.channel,
-                    row.event,
-                    **row.target,
-                    data=row.data,
-                    source=row.source,
-                    idempotency_key=idempotency_key(row.id),
-                    dedup_seconds=dedup_seconds,
-                )
-            except Unavailable as exc:
-                result.failed = (row.id, f"unavailable: {exc.__cause__ or exc}")
+        index = 0
+        while index < len(rows):
+            end = index
+            while end < len(rows) and rows[end].source == rows[index].source:
+                end += 1
+            run = rows[index:end]
+            failure = await self._publish_run(run, result)
+            if failure is not None:
+                result.failed = failure
                 break
-            except ProtocolError as exc:  # the registry refuses it: it can never be published
-                logger.error("outbox row %d (%s %s) refused and dropped: %s", row.id, row.stream, row.event, exc)
-                result.rejected.append((row.id, f"refused: {exc}"))
-            except Exception as exc:
-                logger.exception("outbox row %d (%s %s) not published", row.id, row.stream, row.event)
-                result.failed = (row.id, f"{type(exc).__name__}: {exc}")
-                break
-            else:
-                result.sent.append(row.id)
+            index = end
         return result
+
+    async def _publish_run(self, run: list[OutboxRow], result: PassResult) -> tuple[int, str] | None:
+        from realtime.publishing import PublishItem, apublish_many
+
+        dedup_seconds = float(realtime_settings.OUTBOX_RETENTION_SECONDS)
+        pending = list(run)
+        while pending:
+            items = [
+                PublishItem(
+                    row.channel, row.event, data=row.data, idempotency_key=idempotency_key(row.id), **row.target
+                )
+                for row in pending
+            ]
+            try:
+                await apublish_many(items, source=pending[0].source, dedup_seconds=dedup_seconds)
+            except Unavailable as exc:
+                return pending[0].id, f"unavailable: {exc.__cause__ or exc}"
+            except ProtocolError as exc:  # refused by the registry, or a key clash: it can never be published
+                refused = refused_indexes(exc, len(pending))
+                if not refused:
+                    logger.exception("outbox rows from %d not published", pending[0].id)
+                    return pending[0].id, f"{type(exc).__name__}: {exc}"
+                for position in refused:
+                    row = pending[position]
+                    logger.error("outbox row %d (%s %s) refused and dropped: %s", row.id, row.stream, row.event, exc)
+                    result.rejected.append((row.id, f"refused: {exc}"))
+                pending = [row for position, row in enumerate(pending) if position not in refused]
+                continue
+            except Exception as exc:
+                logger.exception("outbox rows from %d not published", pending[0].id)
+                return pending[0].id, f"{type(exc).__name__}: {exc}"
+            result.sent.extend(row.id for row in pending)
+            pending = []
+        return None
 
     async def _pass_postgresql(self) -> PassResult:
         connection = await self._pg_connection()
@@ -195,11 +232,11 @@ class Relay:
             )
 
     async def _pass_orm(self) -> PassResult:
-        rows = await sync_to_async(self._read_unsent)()
+        rows = await self._in_db_thread(self._read_unsent)
         if not rows:
             return PassResult()
         result = await self.publish_rows(rows)
-        await sync_to_async(self._mark_orm)(result)
+        await self._in_db_thread(self._mark_orm, result)
         return result
 
     def _read_unsent(self) -> list[OutboxRow]:
@@ -233,7 +270,7 @@ class Relay:
         from realtime.outbox import read_backlog
 
         try:
-            backlog = await sync_to_async(read_backlog)(self.alias)
+            backlog = await self._in_db_thread(read_backlog, self.alias)
         except Exception as exc:
             logger.warning("outbox backlog not read (%s: %s)", type(exc).__name__, exc)
             return
@@ -244,7 +281,7 @@ class Relay:
         if self._last_purge is not None and now - self._last_purge < PURGE_INTERVAL_SECONDS:
             return
         self._last_purge = now
-        deleted = await sync_to_async(self.purge_sent)()
+        deleted = await self._in_db_thread(self.purge_sent)
         if deleted:
             logger.info(
                 "outbox: deleted %d rows sent more than %ss ago", deleted, realtime_settings.OUTBOX_RETENTION_SECONDS
@@ -261,6 +298,17 @@ class Relay:
         cutoff = timezone.now() - timedelta(seconds=float(realtime_settings.OUTBOX_RETENTION_SECONDS))
         deleted, _ = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=False, sent_at__lte=cutoff).delete()
         return deleted
+
+    async def _in_db_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-outbox-relay")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def _close_db_thread(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)  # this thread's only
+            executor.shutdown(wait=False)
 
     # PostgreSQL connections -----------------------------------------------------------------------------------
 
@@ -387,6 +435,7 @@ class Relay:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self._close_pg()
+        await self._close_db_thread()
 
     async def aclose(self) -> None:
         """Close what ``relay_once`` opened when the relay was never started (tests that drive passes by hand)."""

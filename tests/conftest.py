@@ -119,6 +119,27 @@ def redis_url() -> Iterator[str]:
     client.close()
 
 
+async def drain_outbox() -> int:
+    """Publish what the outbox holds now, as the gateway's relay would (it does not run by itself under pytest)."""
+    from realtime.relay import Relay
+
+    relay = Relay()
+    try:
+        return await relay.relay_once()
+    finally:
+        await relay.aclose()
+
+
+@pytest.fixture
+async def outbox_relay() -> AsyncIterator[Any]:
+    """A relay running on the test's event loop, as one runs in every gateway process; stopped after the test."""
+    from realtime.relay import Relay
+
+    relay = Relay().start()
+    yield relay
+    await relay.stop()
+
+
 class Client:
     """A WebSocket client through the real ASGI application, with helpers for request/response."""
 
