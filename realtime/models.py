@@ -1,7 +1,7 @@
 """The transactional outbox: an event written in the same database transaction as the change that caused it.
 
 A row exists exactly when its transaction committed; the relay (``realtime.relay``) publishes the rows of each
-stream in id order and marks them sent (``realtime.outbox`` explains why id order is commit order per stream).
+stream in commit order and marks them sent (``realtime.outbox`` explains how commit order is known).
 """
 
 from __future__ import annotations
@@ -25,15 +25,19 @@ class OutboxEvent(models.Model):
     source = models.CharField(max_length=16, default="python", help_text="metrics.PUBLISH_SOURCES: model, python")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    commit_seq = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="PostgreSQL: the row's place in commit order, set at commit."
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["id"]
         indexes = [
-            # The relay's claim and the backlog read only unsent rows, in id order; the partial index stays small.
+            # The relay's claim and the backlog read only unsent rows; partial indexes stay small.
             models.Index(fields=["id"], name="outbox_unsent", condition=Q(sent_at__isnull=True)),
             models.Index(fields=["stream", "id"], name="outbox_unsent_stream", condition=Q(sent_at__isnull=True)),
+            models.Index(fields=["commit_seq"], name="outbox_unsent_commit", condition=Q(sent_at__isnull=True)),
             models.Index(fields=["sent_at"], name="outbox_sent", condition=Q(sent_at__isnull=False)),
         ]
 

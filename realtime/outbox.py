@@ -4,27 +4,26 @@ An event is part of the change that caused it: ``enqueue`` inserts one ``OutboxE
 row exists exactly when the change committed. Nobody sees an event of a rolled-back transaction, and a committed
 event survives Redis being down or the process dying right after the commit: a relay publishes it later.
 
-Commit order per stream. The relay publishes a stream's rows in id order, so ids must follow commit order within a
-stream. They would not by themselves: ids are drawn at insert, and a transaction that inserted first can commit
-last. On PostgreSQL ``enqueue`` therefore takes a transaction-scoped advisory lock of the stream
-(``pg_advisory_xact_lock``) before it inserts: a second transaction writing to the same stream waits at its insert
-until the first one has committed or rolled back, so it draws a higher id and commits later. The lock is held until
-the end of the writer's transaction; other streams are not affected. (A transaction that writes to two streams while
-another writes to them in the other order can deadlock; PostgreSQL detects it and aborts one of them, which is
-retried like any serialization failure.) SQLite has one writer at a time, from the first write to the commit, which
-gives the same order without a lock.
+Commit order per stream. The relay publishes each stream's rows in the order their transactions committed. Ids
+do not give that by themselves: they are drawn at insert, and a transaction that inserted first may commit last.
+On PostgreSQL a deferred constraint trigger (migration ``0001_outbox``) runs at COMMIT: it takes one transaction-
+scoped advisory lock shared by every outbox writer (``pg_advisory_xact_lock``), held only from there to the end of
+that commit, and numbers the transaction's rows from a sequence (``commit_seq``). The next committing writer waits
+for the lock, so numbers grow in commit order and a row is visible before any later-numbered one exists; the relay
+orders by ``commit_seq``. Writers are serialized only during their commit, never while their transaction runs, and
+since the lock is one for all streams, two transactions writing several streams cannot deadlock on it. SQLite has
+one writer at a time, from its first write to its commit, so there id order is commit order.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -33,19 +32,12 @@ from realtime.publishing import build_event, resolve_target
 
 logger = logging.getLogger(__name__)
 
-ADVISORY_LOCK_NAMESPACE = 0x0B0C  # the first key of the two-key advisory lock: "outbox stream", apart from others
 OUTBOX_KEY_PREFIX = "outbox:"
 
 
 def idempotency_key(row_id: int) -> str:
     """The key the relay publishes a row with, so a second attempt of the same row publishes nothing."""
     return f"{OUTBOX_KEY_PREFIX}{row_id}"
-
-
-def stream_lock_key(stream: str) -> int:
-    """A stream's advisory lock key (a signed 32-bit int; a collision only serializes two streams' writers)."""
-    value = zlib.crc32(stream.encode())
-    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def enqueue(
@@ -70,17 +62,10 @@ def enqueue(
     build_event(spec, event, scope_id, data or {})  # the same checks as publish: JSON, size
     stream = spec.stream(scope_id)
     alias = using or router.db_for_write(OutboxEvent)
-    with transaction.atomic(using=alias, savepoint=False):  # autocommit: the lock lives until this insert commits
-        connection = connections[alias]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, stream_lock_key(stream)]
-                )
-        row = OutboxEvent.objects.using(alias).create(
-            stream=stream, channel=spec.name, event=event, scope_id=scope_id, data=dict(data or {}), source=source
-        )
-        transaction.on_commit(wake_local_relay, using=alias)
+    row = OutboxEvent.objects.using(alias).create(
+        stream=stream, channel=spec.name, event=event, scope_id=scope_id, data=dict(data or {}), source=source
+    )
+    transaction.on_commit(wake_local_relay, using=alias)
     return row.pk
 
 

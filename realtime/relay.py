@@ -1,4 +1,4 @@
-"""The outbox relay: publish committed outbox rows (``realtime.outbox``) in id order per stream, then mark them sent.
+"""The outbox relay: publish committed outbox rows (``realtime.outbox``) in commit order, then mark them sent.
 
 It runs inside every gateway process, on the server's own event loop: started from the ASGI lifespan under uvicorn,
 from the reactor's start under daphne, and by the hub on first use where neither ran (``astart_relay``, the same
@@ -8,7 +8,7 @@ themselves.
 
 One pass:
 
-- PostgreSQL: in one transaction, claim up to ``OUTBOX_BATCH_SIZE`` unsent rows in id order with
+- PostgreSQL: in one transaction, claim up to ``OUTBOX_BATCH_SIZE`` unsent rows in commit order with
   ``SELECT ... FOR UPDATE SKIP LOCKED`` (so relays of several processes never take the same row), drop the streams
   of which another relay holds an earlier row (publishing ours first would reorder the stream), publish, mark sent,
   commit. The relay wakes on ``LISTEN realtime_outbox`` (a trigger notifies after each insert) and polls every
@@ -63,6 +63,7 @@ class OutboxRow:
     scope_id: str
     data: dict[str, Any]
     source: str
+    position: int  # where it stands in commit order: commit_seq on PostgreSQL, the id on SQLite
 
     @property
     def target(self) -> dict[str, str]:
@@ -128,7 +129,7 @@ class Relay:
     async def publish_rows(self, rows: list[OutboxRow]) -> PassResult:
         """Publish ``rows`` in order, each under its row's idempotency key; stop at the first failure.
 
-        Consecutive rows of one source go in one ``apublish_many`` (one Redis round trip per stream, in id order
+        Consecutive rows of one source go in one ``apublish_many`` (one Redis round trip per stream, in order
         within it). A row the registry refuses is set aside (``rejected``) and the others are sent again at once:
         the ones already appended answer as duplicates. After an outage or a bug nothing of the run counts as sent;
         the rows stay unsent, and the next pass publishes only what did not get through.
@@ -186,8 +187,9 @@ class Relay:
         try:
             async with connection.transaction():
                 cursor = await connection.execute(
-                    f"SELECT id, stream, channel, event, scope_id, data, source FROM {self.table} "
-                    "WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    f"SELECT id, stream, channel, event, scope_id, data, source, commit_seq FROM {self.table} "
+                    "WHERE sent_at IS NULL AND commit_seq IS NOT NULL ORDER BY commit_seq LIMIT %s "
+                    "FOR UPDATE SKIP LOCKED",
                     [int(realtime_settings.OUTBOX_BATCH_SIZE)],
                 )
                 rows = [OutboxRow(*record) for record in await cursor.fetchall()]
@@ -205,9 +207,10 @@ class Relay:
         """Drop the streams of which an earlier unsent row is not ours: another relay holds it, so it goes first."""
         first_claimed: dict[str, int] = {}
         for row in rows:
-            first_claimed.setdefault(row.stream, row.id)
+            first_claimed.setdefault(row.stream, row.position)
         cursor = await connection.execute(
-            f"SELECT stream, min(id) FROM {self.table} WHERE sent_at IS NULL AND stream = ANY(%s) GROUP BY stream",
+            f"SELECT stream, min(commit_seq) FROM {self.table} "
+            "WHERE sent_at IS NULL AND commit_seq IS NOT NULL AND stream = ANY(%s) GROUP BY stream",
             [list(first_claimed)],
         )
         held = {stream for stream, first in await cursor.fetchall() if first < first_claimed[stream]}
@@ -242,7 +245,7 @@ class Relay:
     def _read_unsent(self) -> list[OutboxRow]:
         from realtime.models import OutboxEvent
 
-        fields = ("id", "stream", "channel", "event", "scope_id", "data", "source")
+        fields = ("id", "stream", "channel", "event", "scope_id", "data", "source", "id")
         batch = int(realtime_settings.OUTBOX_BATCH_SIZE)
         unsent = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=True).order_by("id")
         return [OutboxRow(*values) for values in unsent.values_list(*fields)[:batch]]

@@ -51,6 +51,14 @@ def close_connections_of_the_database_thread() -> None:
     SyncToAsync.single_thread_executor.submit(db_connections.close_all).result(timeout=10)
 
 
+def require_postgres() -> None:
+    """Skip a test of PostgreSQL-only behaviour (row locks, LISTEN/NOTIFY) on SQLite; CI runs it on PostgreSQL."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)")
+
+
 def require_redis_server() -> None:
     """Skip where ``redis-server`` is not installed (tests that start a private one); fail where CI needs it."""
     import shutil

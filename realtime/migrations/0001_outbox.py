@@ -1,4 +1,4 @@
-"""The outbox table, and on PostgreSQL a trigger that wakes every listening relay when rows are inserted."""
+"""The outbox table; on PostgreSQL a trigger that wakes listening relays, and one that records commit order."""
 
 import django.utils.timezone
 from django.db import migrations, models
@@ -7,7 +7,11 @@ from django.db.migrations.state import StateApps
 
 # One notification per insert statement, delivered at commit (never for a rollback); PostgreSQL folds identical
 # notifications of one transaction into one, so a transaction of many events wakes the relays once.
-CREATE_TRIGGER = """
+# Commit order (realtime.outbox): a deferred constraint trigger runs at COMMIT, takes one advisory lock shared by
+# every outbox writer (held only from there to the end of the commit) and numbers the row from a sequence, so
+# commit_seq grows in the order the transactions commit, and a row becomes visible only after every row numbered
+# before it.
+CREATE_TRIGGERS = """
 CREATE OR REPLACE FUNCTION realtime_outbox_notify() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('realtime_outbox', '');
@@ -16,21 +20,35 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER realtime_outbox_notify AFTER INSERT ON realtime_outboxevent
     FOR EACH STATEMENT EXECUTE FUNCTION realtime_outbox_notify();
+
+CREATE SEQUENCE IF NOT EXISTS realtime_outbox_commit_seq;
+CREATE OR REPLACE FUNCTION realtime_outbox_commit_order() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(2828, 1);
+    UPDATE realtime_outboxevent SET commit_seq = nextval('realtime_outbox_commit_seq') WHERE id = NEW.id;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER realtime_outbox_commit_order AFTER INSERT ON realtime_outboxevent
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION realtime_outbox_commit_order();
 """
-DROP_TRIGGER = """
+DROP_TRIGGERS = """
+DROP TRIGGER IF EXISTS realtime_outbox_commit_order ON realtime_outboxevent;
+DROP FUNCTION IF EXISTS realtime_outbox_commit_order();
+DROP SEQUENCE IF EXISTS realtime_outbox_commit_seq;
 DROP TRIGGER IF EXISTS realtime_outbox_notify ON realtime_outboxevent;
 DROP FUNCTION IF EXISTS realtime_outbox_notify();
 """
 
 
-def create_notify_trigger(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    if schema_editor.connection.vendor == "postgresql":  # SQLite has no NOTIFY: its relay polls
-        schema_editor.execute(CREATE_TRIGGER)
+def create_triggers(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    if schema_editor.connection.vendor == "postgresql":  # SQLite: one writer at a time (id order), and a poll
+        schema_editor.execute(CREATE_TRIGGERS)
 
 
-def drop_notify_trigger(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+def drop_triggers(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_TRIGGER)
+        schema_editor.execute(DROP_TRIGGERS)
 
 
 class Migration(migrations.Migration):
@@ -59,6 +77,15 @@ class Migration(migrations.Migration):
                 ),
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "commit_seq",
+                    models.BigIntegerField(
+                        blank=True,
+                        editable=False,
+                        help_text="PostgreSQL: the row's place in commit order, set at commit.",
+                        null=True,
+                    ),
+                ),
                 ("attempts", models.PositiveIntegerField(default=0)),
                 ("last_error", models.TextField(blank=True, default="")),
             ],
@@ -72,10 +99,15 @@ class Migration(migrations.Migration):
                         name="outbox_unsent_stream",
                     ),
                     models.Index(
+                        condition=models.Q(("sent_at__isnull", True)),
+                        fields=["commit_seq"],
+                        name="outbox_unsent_commit",
+                    ),
+                    models.Index(
                         condition=models.Q(("sent_at__isnull", False)), fields=["sent_at"], name="outbox_sent"
                     ),
                 ],
             },
         ),
-        migrations.RunPython(create_notify_trigger, drop_notify_trigger),
+        migrations.RunPython(create_triggers, drop_triggers),
     ]
