@@ -78,6 +78,7 @@ class PassResult:
     sent: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     failed: tuple[int, str] | None = None
+    backlog: int | None = None  # unsent rows left after the pass, for the gauge
 
 
 def refused_indexes(error: ProtocolError, count: int) -> set[int]:
@@ -116,10 +117,9 @@ class Relay:
 
         Raises ``OutboxStalled`` when a row could not be published (its attempt is recorded, the row stays unsent).
         """
-        try:
-            result = await (self._pass_postgresql() if self.vendor == "postgresql" else self._pass_orm())
-        finally:
-            await self._refresh_backlog_gauge()
+        result = await (self._pass_postgresql() if self.vendor == "postgresql" else self._pass_orm())
+        if result.backlog is not None:
+            metrics.OUTBOX_BACKLOG.set(result.backlog)
         self.published += len(result.sent)
         await self._purge_if_due()
         if result.failed is not None:
@@ -193,11 +193,13 @@ class Relay:
                     [int(realtime_settings.OUTBOX_BATCH_SIZE)],
                 )
                 rows = [OutboxRow(*record) for record in await cursor.fetchall()]
-                if not rows:
-                    return PassResult()
-                rows = await self._without_held_streams(connection, rows)
-                result = await self.publish_rows(rows)
-                await self._mark_postgresql(connection, result)
+                result = PassResult()
+                if rows:
+                    rows = await self._without_held_streams(connection, rows)
+                    result = await self.publish_rows(rows)
+                    await self._mark_postgresql(connection, result)
+                cursor = await connection.execute(f"SELECT count(*) FROM {self.table} WHERE sent_at IS NULL")
+                result.backlog = int((await cursor.fetchone())[0])
                 return result
         except Exception:
             await self._close_pg()  # a broken connection is opened again by the next pass
@@ -236,10 +238,8 @@ class Relay:
 
     async def _pass_orm(self) -> PassResult:
         rows = await self._in_db_thread(self._read_unsent)
-        if not rows:
-            return PassResult()
-        result = await self.publish_rows(rows)
-        await self._in_db_thread(self._mark_orm, result)
+        result = await self.publish_rows(rows) if rows else PassResult()
+        result.backlog = await self._in_db_thread(self._mark_orm, result)
         return result
 
     def _read_unsent(self) -> list[OutboxRow]:
@@ -250,7 +250,8 @@ class Relay:
         unsent = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=True).order_by("id")
         return [OutboxRow(*values) for values in unsent.values_list(*fields)[:batch]]
 
-    def _mark_orm(self, result: PassResult) -> None:
+    def _mark_orm(self, result: PassResult) -> int:
+        """Mark the pass's rows; return how many unsent rows are left."""
         from django.db import transaction
         from django.db.models import F
         from django.utils import timezone
@@ -266,18 +267,9 @@ class Relay:
                 rows.filter(id=row_id).update(sent_at=now, attempts=F("attempts") + 1, last_error=error)
             if result.failed is not None:
                 rows.filter(id=result.failed[0]).update(attempts=F("attempts") + 1, last_error=result.failed[1])
+        return rows.filter(sent_at__isnull=True).count()
 
     # Housekeeping ---------------------------------------------------------------------------------------------
-
-    async def _refresh_backlog_gauge(self) -> None:
-        from realtime.outbox import read_backlog
-
-        try:
-            backlog = await self._in_db_thread(read_backlog, self.alias)
-        except Exception as exc:
-            logger.warning("outbox backlog not read (%s: %s)", type(exc).__name__, exc)
-            return
-        metrics.OUTBOX_BACKLOG.set(backlog.unsent)
 
     async def _purge_if_due(self) -> None:
         now = time.monotonic()
