@@ -22,7 +22,7 @@ class OutboxEvent(models.Model):
     event = models.CharField(max_length=64)
     scope_id = models.CharField(max_length=64, help_text="The location_id, or the user_id of a user channel.")
     data = models.JSONField(default=dict)
-    source = models.CharField(max_length=16, default="python", help_text="metrics.PUBLISH_SOURCES: model, python")
+    source = models.CharField(max_length=16, default="outbox", help_text="metrics.PUBLISH_SOURCES: model, outbox")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     commit_seq = models.BigIntegerField(

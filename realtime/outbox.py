@@ -48,7 +48,7 @@ def enqueue(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     using: str | None = None,
-    source: str = "python",
+    source: str = "outbox",
 ) -> int:
     """Write one event into the outbox in the current transaction (its own one in autocommit); return the row id.
 
@@ -91,7 +91,7 @@ def publish_in_transaction(
     the outbox row id.
     """
     return enqueue(  # validates first: a bad event fails here, in the caller's transaction
-        channel, event, location_id=location_id, user_id=user_id, data=data, using=using, source="python"
+        channel, event, location_id=location_id, user_id=user_id, data=data, using=using, source="outbox"
     )
 
 

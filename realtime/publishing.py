@@ -406,7 +406,7 @@ def publish_on_commit(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     using: str | None = None,
-    source: str = "python",
+    source: str = "outbox",
 ) -> None:
     """Publish once the current transaction commits: an outbox row written in it (``realtime.outbox``).
 

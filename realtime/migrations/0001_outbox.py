@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
                 (
                     "source",
                     models.CharField(
-                        default="python", help_text="metrics.PUBLISH_SOURCES: model, python", max_length=16
+                        default="outbox", help_text="metrics.PUBLISH_SOURCES: model, outbox", max_length=16
                     ),
                 ),
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),

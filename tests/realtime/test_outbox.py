@@ -143,7 +143,7 @@ def test_publish_in_transaction_refuses_bad_input_at_the_call_site(db: Any) -> N
         "notifications:user-sarah",
         "user-sarah",
         {"user_id": "user-sarah"},
-        "python",
+        "outbox",
     )
 
 
