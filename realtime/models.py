@@ -47,8 +47,6 @@ class OutboxEvent(models.Model):
     @property
     def target(self) -> dict[str, str]:
         """The scope keyword of ``publishing.apublish``: location_id, or user_id for a user channel."""
-        from realtime.registry import Scope, get_channel
+        from realtime.outbox import target_of
 
-        spec = get_channel(self.channel)
-        key = "user_id" if spec is not None and spec.scope is Scope.USER else "location_id"
-        return {key: self.scope_id}
+        return target_of(self.channel, self.scope_id)

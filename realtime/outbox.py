@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 OUTBOX_KEY_PREFIX = "outbox:"
 
 
+def target_of(channel: str, scope_id: str) -> dict[str, str]:
+    """The scope keyword of a publish: ``{"location_id": ...}``, or ``{"user_id": ...}`` on a user channel."""
+    from realtime.registry import Scope, get_channel
+
+    spec = get_channel(channel)
+    return {"user_id" if spec is not None and spec.scope is Scope.USER else "location_id": scope_id}
+
+
 def idempotency_key(row_id: int) -> str:
     """The key the relay publishes a row with, so a second attempt of the same row publishes nothing."""
     return f"{OUTBOX_KEY_PREFIX}{row_id}"

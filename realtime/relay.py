@@ -41,8 +41,7 @@ from django.db import connections, router
 from realtime import metrics
 from realtime.conf import realtime_settings
 from realtime.errors import ProtocolError, Unavailable
-from realtime.outbox import idempotency_key
-from realtime.registry import Scope, get_channel
+from realtime.outbox import idempotency_key, target_of
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,8 +66,7 @@ class OutboxRow:
 
     @property
     def target(self) -> dict[str, str]:
-        spec = get_channel(self.channel)
-        return {"user_id" if spec is not None and spec.scope is Scope.USER else "location_id": self.scope_id}
+        return target_of(self.channel, self.scope_id)
 
 
 @dataclass
