@@ -1,8 +1,9 @@
 """The publish API: the one code path every event takes, whoever publishes it.
 
 Python code calls ``publish`` (sync) or ``apublish`` (async); REST ``POST /v1/events`` and the outbox relay
-(``realtime.relay``, which publishes model saves and ``publish_on_commit``) call them too. Publishing validates the event against the registry, appends it to its stream's history (which assigns
-``seq``), encodes the envelope once, and hands it to the channel layer group of the stream. Each gateway process's
+(``realtime.relay``, which publishes model saves and ``publish_on_commit``) call them too. Publishing validates the
+event against the registry, appends it to its stream's history (which assigns ``seq``), encodes the envelope once,
+and hands it to the channel layer group of the stream. Each gateway process's
 hub (``realtime.hub``) receives it once and fans it out to its local subscribers, who add only their
 ``subscription_id`` in front of the shared, pre-encoded tail.
 """
