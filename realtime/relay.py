@@ -295,7 +295,16 @@ class Relay:
     async def _in_db_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-outbox-relay")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(self._call, fn, *args)
+        )
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the relay's thread, then give its connection back (to the pool, on PostgreSQL)."""
+        try:
+            return fn(*args)
+        finally:
+            connections[self.alias].close()  # a no-op for SQLite's in-memory test database
 
     async def _close_db_thread(self) -> None:
         executor, self._executor = self._executor, None
