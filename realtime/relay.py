@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 PURGE_INTERVAL_SECONDS = 60.0
 RETRY_BASE_SECONDS = 0.1
+DEFERRED_RETRY_SECONDS = 0.01
 
 
 class OutboxStalled(Exception):
@@ -77,6 +78,8 @@ class PassResult:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     failed: tuple[int, str] | None = None
     backlog: int | None = None  # unsent rows left after the pass, for the gauge
+    claimed: int = 0  # rows the pass took (a full batch: more may be waiting)
+    deferred: int = 0  # rows left for another relay that holds an earlier row of their stream
 
 
 def refused_indexes(error: ProtocolError, count: int) -> set[int]:
@@ -103,6 +106,7 @@ class Relay:
         self._failures = 0
         self._last_purge: float | None = None
         self.published = 0  # rows this relay published (duplicates included), for tests and logs
+        self.last_pass = PassResult()
 
     @property
     def vendor(self) -> str:
@@ -116,6 +120,7 @@ class Relay:
         Raises ``OutboxStalled`` when a row could not be published (its attempt is recorded, the row stays unsent).
         """
         result = await (self._pass_postgresql() if self.vendor == "postgresql" else self._pass_orm())
+        self.last_pass = result
         if result.backlog is not None:
             metrics.OUTBOX_BACKLOG.set(result.backlog)
         self.published += len(result.sent)
@@ -193,8 +198,9 @@ class Relay:
                 rows = [OutboxRow(*record) for record in await cursor.fetchall()]
                 result = PassResult()
                 if rows:
-                    rows = await self._without_held_streams(connection, rows)
-                    result = await self.publish_rows(rows)
+                    mine = await self._without_held_streams(connection, rows)
+                    result = await self.publish_rows(mine)
+                    result.claimed, result.deferred = len(rows), len(rows) - len(mine)
                     await self._mark_postgresql(connection, result)
                 cursor = await connection.execute(f"SELECT count(*) FROM {self.table} WHERE sent_at IS NULL")
                 result.backlog = int((await cursor.fetchone())[0])
@@ -237,6 +243,7 @@ class Relay:
     async def _pass_orm(self) -> PassResult:
         rows = await self._in_db_thread(self._read_unsent)
         result = await self.publish_rows(rows) if rows else PassResult()
+        result.claimed = len(rows)
         result.backlog = await self._in_db_thread(self._mark_orm, result)
         return result
 
@@ -393,7 +400,7 @@ class Relay:
             while True:
                 self._wake.clear()
                 try:
-                    published = await self.relay_once()
+                    await self.relay_once()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -405,8 +412,11 @@ class Relay:
                 if self._failures:
                     logger.warning("outbox relay works again after %d failed passes", self._failures)
                     self._failures = 0
-                if published >= int(realtime_settings.OUTBOX_BATCH_SIZE):
+                if self.last_pass.claimed >= int(realtime_settings.OUTBOX_BATCH_SIZE):
                     continue  # more is waiting
+                if self.last_pass.deferred:  # the relay holding their stream's earlier rows is about to commit
+                    await asyncio.sleep(DEFERRED_RETRY_SECONDS)
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), float(realtime_settings.OUTBOX_POLL_SECONDS))
         finally:
