@@ -15,6 +15,7 @@ TARGET_CPU_RATIO = 3.0
 TARGET_P99_ONE_PROCESS_MS = 50.0
 TARGET_P99_REDIS_MS = 100.0
 TARGET_IDLE_KIB = 50.0
+TARGET_P99_CHAIN_BATCH_MS = 100.0
 UNSATURATED_P99_MS = 100.0
 
 STEP_COLUMNS = (
@@ -104,6 +105,7 @@ def comparison_table(title: str, subject: dict[str, Any], reference: dict[str, A
     reference_steps = {(s["rate"], s["publisher"] != "python-publish"): s for s in all_steps(reference or {})}
     for step in sorted(all_steps(subject), key=lambda s: (s["publisher"] == "python-publish", s["rate"])):
         label = subject["target"] + (" (python publish)" if step["publisher"] == "python-publish" else "")
+        label += " (REST batch)" if step["publisher"] == "rest-batch" else ""
         rows.append(step_row(label, step))
         match = reference_steps.get((step["rate"], step["publisher"] != "python-publish"))
         if match is None and step["publisher"] == "python-publish":
@@ -308,6 +310,27 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         None if p99 is None or redis10 is None else (p99 < TARGET_P99_REDIS_MS and redis10["lost"] == 0),
         "redis scenario, REST publish",
     )
+
+    chain = scenarios.get("chain", {}).get("gateway") or {}
+    batched = next((s for s in chain.get("steps", []) if s["publisher"] == "rest-batch"), None)
+    p99 = batched["latency_ms"].get("p99") if batched else None
+    add(
+        f"chain held by one process at {results['meta']['scale']['chain_rate']:g} ev/s with batch publishing:"
+        f" zero loss, p99 < {TARGET_P99_CHAIN_BATCH_MS:g} ms",
+        p99,
+        None
+        if batched is None or p99 is None
+        else (p99 < TARGET_P99_CHAIN_BATCH_MS and batched["lost"] == 0 and batched["publish_errors"] == 0),
+        "chain gateway step published with POST /v1/events/batch"
+        + (f", lost {batched['lost']}" if batched and batched["lost"] else ""),
+    )
+    for check in scenarios.get("publish_cost", {}).get("targets", []):
+        add(
+            check["target"],
+            check["value"],
+            check["status"] == "PASS",
+            "publish_cost scenario" + (" (DISTURBED: re-run on a quiet machine)" if check["disturbed"] else ""),
+        )
 
     idle = scenarios.get("idle", {}).get("gateway")
     idle = idle if idle and "idle_memory" in idle else None

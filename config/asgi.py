@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()  # set up Django before importing code 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from realtime.api.fastpath import PublishFastPath  # noqa: E402
 from realtime.daphne_support import install_daphne_support  # noqa: E402
 from realtime.heartbeat import install_daphne_startup  # noqa: E402
 from realtime.lifecycle import LifespanShutdown, install_daphne_shutdown_trigger  # noqa: E402
@@ -24,8 +25,9 @@ application = LifespanShutdown(
     ProtocolTypeRouter(
         {
             # Static files (the console's) are answered before Django's middleware; everything else is untouched.
-            # Every middleware left is async-capable, so async views such as POST /v1/events run without a thread.
-            "http": ASGIStaticFilesHandler(django_asgi_app),
+            # Every middleware left is async-capable, so async views run without a thread. POST /v1/events and
+            # /v1/events/batch are answered before Django, by the same rules (realtime/api/fastpath.py).
+            "http": PublishFastPath(ASGIStaticFilesHandler(django_asgi_app)),
             "websocket": URLRouter(websocket_urlpatterns),
         }
     )

@@ -66,6 +66,22 @@ class Appended:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class Announce:
+    """What the Redis history script PUBLISHes itself after appending (the channel layer's message for the stream's
+    group, msgpack, its position filled in by the script): one round trip instead of an append and a ``group_send``.
+
+    ``head`` starts the ``rt.events`` message up to its list of events; ``entries`` holds, per entry, the packed
+    event up to its ``seq`` value and its envelope tail around the epoch and the seq.
+    """
+
+    channel: str
+    head: bytes
+    epoch_key: bytes
+    tail_key: bytes
+    entries: Sequence[tuple[bytes, str, str, str]]
+
+
 class KeyConflict(Exception):
     """An entry's key was already used in this stream for a different fingerprint; nothing of the call was appended."""
 
@@ -77,7 +93,9 @@ class KeyConflict(Exception):
 class HistoryStore(Protocol):
     async def append(self, stream: str, record: str) -> tuple[int, str]: ...
 
-    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]: ...
+    async def append_many(
+        self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
+    ) -> list[Appended]: ...
 
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]: ...
 
@@ -125,8 +143,12 @@ class MemoryHistory:
             return None
         return found[1], found[2]
 
-    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]:
+    async def append_many(
+        self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
+    ) -> list[Appended]:
         """Append in order, skipping keyed repeats, all in one step under the lock (as the Redis script does)."""
+        if announce is not None:
+            raise ValueError("the memory history publishes nothing itself")
         now = time.time()
         with self._lock:
             pending: dict[str, str] = {}
@@ -192,16 +214,19 @@ return {seq, epoch}
 
 
 # KEYS: seq, stream, epoch, then each keyed entry's idempotency key. ARGV: max events, ttl seconds, epoch candidate,
-# now (ms), dedup window (ms), entry count, then per entry: record, its key's index in KEYS after the first three (0:
-# none), fingerprint, event id. A key's value is "<fingerprint> <seq> <epoch> <event id>". First every key is checked
-# (a clash appends nothing: {"!", position}); then entries are appended in order, repeats answered from their key.
-# Each result is "n|d <seq> <epoch> <event id>" (n: new, d: duplicate).
+# now (ms), dedup window (ms), entry count, then what to PUBLISH (channel, or "" for nothing; message head; packed
+# "epoch" and "tail" keys: see Announce), then per entry: record, its key's index in KEYS after the first three (0:
+# none), fingerprint, event id, its packed event up to the seq value, its tail before the epoch, between epoch and
+# seq, after the seq. A key's value is "<fingerprint> <seq> <epoch> <event id>". First every key is checked (a clash
+# appends nothing: {"!", position}); then entries are appended in order, repeats answered from their key; then the
+# new ones are published in one message. Each result is "n|d <seq> <epoch> <event id>" (n: new, d: duplicate).
 _APPEND_MANY_SCRIPT = """
 local n = tonumber(ARGV[6])
 local dedup_ms = tonumber(ARGV[5])
+local per, base = 8, 10
 local seen = {}
 for i = 1, n do
-  local at = 6 + (i - 1) * 4
+  local at = base + (i - 1) * per
   local k = tonumber(ARGV[at + 2])
   if k > 0 then
     local key = KEYS[3 + k]
@@ -223,8 +248,9 @@ end
 local out = {}
 local recorded = {}
 local appended = false
+local fresh = {}
 for i = 1, n do
-  local at = 6 + (i - 1) * 4
+  local at = base + (i - 1) * per
   local k = tonumber(ARGV[at + 2])
   local prior = nil
   if k > 0 then
@@ -243,9 +269,23 @@ for i = 1, n do
       recorded[KEYS[3 + k]] = value
     end
     out[i] = 'n ' .. seq .. ' ' .. epoch .. ' ' .. ARGV[at + 4]
+    if ARGV[7] ~= '' then
+      fresh[#fresh + 1] = ARGV[at + 5] .. cmsgpack.pack(seq) .. ARGV[9] .. cmsgpack.pack(epoch) .. ARGV[10]
+        .. cmsgpack.pack(ARGV[at + 6] .. epoch .. ARGV[at + 7] .. seq .. ARGV[at + 8])
+    end
   end
 end
 if appended then redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000) end
+if #fresh > 0 then
+  local count = #fresh
+  local header
+  if count < 16 then
+    header = string.char(144 + count)
+  else
+    header = string.char(220, math.floor(count / 256), count % 256)
+  end
+  redis.call('PUBLISH', ARGV[7], ARGV[8] .. header .. table.concat(fresh))
+end
 return out
 """
 
@@ -276,10 +316,15 @@ class RedisHistory:
     def _key_of(self, stream: str, key: str) -> str:
         return f"{self.key_prefix}{{{stream}}}:idem:{key}"  # the stream's hash slot, so one script sees both
 
-    async def append_many(self, stream: str, entries: Sequence[Entry], dedup_seconds: float) -> list[Appended]:
-        """Append ``entries`` to one stream in one Lua call (one round trip), keyed repeats skipped atomically."""
+    async def append_many(
+        self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
+    ) -> list[Appended]:
+        """Append ``entries`` to one stream in one Lua call (one round trip), keyed repeats skipped atomically, and
+        with ``announce`` publish the new ones to the channel layer from the same call."""
         if not entries:
             return []
+        if announce is not None and len(entries) > 65535:
+            raise ValueError("at most 65,535 entries per announced call")
         dedup_ms = int(dedup_seconds * 1000)
         keys: list[str] = list(self._keys(stream))
         key_index: dict[str, int] = {}
@@ -290,8 +335,12 @@ class RedisHistory:
             int(time.time() * 1000),
             max(dedup_ms, 1),
             len(entries),
+            announce.channel if announce else "",
+            announce.head if announce else "",
+            announce.epoch_key if announce else "",
+            announce.tail_key if announce else "",
         ]
-        for entry in entries:
+        for position, entry in enumerate(entries):
             index = 0
             if entry.key is not None and dedup_ms > 0:
                 index = key_index.get(entry.key, 0)
@@ -299,6 +348,7 @@ class RedisHistory:
                     keys.append(self._key_of(stream, entry.key))
                     index = key_index[entry.key] = len(keys) - 3
             args += [entry.record, index, entry.fingerprint or "-", entry.event_id]
+            args += announce.entries[position] if announce else ("", "", "", "")
         answer = await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args)
         first = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
         if first == "!":

@@ -52,6 +52,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "rt.event": self._on_event,
+            "rt.events": self._on_events,
             "rt.presence": self._on_presence,
             "rt.access_changed": self._on_access_changed,
             "rt.disconnect": self._on_disconnect,
@@ -144,6 +145,11 @@ class Hub:
             sent += member.deliver_event(message)
         if sent and metrics.enabled():
             metrics.record_fanout(message, sent)  # once per event, with its number of recipients
+
+    def _on_events(self, message: dict[str, Any]) -> None:
+        """A batch's events of one stream, in seq order: one channel-layer message instead of one per event."""
+        for event in message["events"]:
+            self._on_event(event)
 
     def _on_presence(self, message: dict[str, Any]) -> None:
         for member in tuple(self.members.get(message["group"], ())):

@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import threading
 import time
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,7 +31,7 @@ from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
-from realtime.history import Appended, Entry, KeyConflict, get_history, record_json
+from realtime.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
 from realtime.protocol import encode, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
 
@@ -68,10 +70,11 @@ class PublishItem:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedEvent:
     """A validated event, ready to append: its channel, stream, stored record and history entry."""
 
     spec: ChannelSpec
+    scope_id: str
     stream: str
     record: dict[str, Any]
     entry: Entry
@@ -142,6 +145,80 @@ def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Map
     return encode(envelope)[1:]
 
 
+_PLACEHOLDER = f"@{secrets.token_hex(8)}@"  # stands for the epoch and the seq until the history script knows them
+
+
+def envelope_tail_parts(spec_name: str, stream: str, record: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``envelope_tail`` cut around its epoch and seq values (None if the data happens to hold the placeholder)."""
+    tail = envelope_tail(spec_name, stream, 0, _PLACEHOLDER, record).replace(
+        '"seq":0,"', f'"seq":"{_PLACEHOLDER}","', 1
+    )
+    before, *rest = tail.split(f'"{_PLACEHOLDER}"')
+    if len(rest) != 2:
+        return None
+    return before + '"', '"' + rest[0], rest[1]
+
+
+def layer_channel_for(group: str) -> str | None:
+    """The Redis pub/sub channel the layer would send ``group``'s messages on, when the history script may PUBLISH
+    them itself: the default ``RedisPubSubChannelLayer`` (msgpack, no encryption) on the history's one Redis."""
+    layer = get_channel_layer()
+    fused = _fusable.get(layer)
+    if fused is None:
+        fused = _fusable[layer] = _can_fuse(layer)
+    return layer._get_group_channel_name(group) if fused else None  # type: ignore[no-any-return, union-attr]
+
+
+_fusable: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _can_fuse(layer: Any) -> bool:
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from channels_redis.serializers import MsgPackSerializer
+    from django.conf import settings
+
+    if not isinstance(layer, RedisPubSubChannelLayer) or not isinstance(get_history(), RedisHistory):
+        return False
+    serializer = layer._serializer
+    if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
+        return False
+    shards = layer._get_layer()._shards
+    address = shards[0].host.get("address") if len(shards) == 1 else None
+    return bool(address) and address == settings.REDIS_URL and not getattr(settings, "REDIS_SENTINELS", [])
+
+
+def announce_for(stream: str, events: Sequence[PreparedEvent]) -> Announce | None:
+    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send)."""
+    group = group_for_stream(stream)
+    channel = layer_channel_for(group)
+    if channel is None:
+        return None
+    import msgpack
+
+    packer = msgpack.Packer()
+    head = packer.pack_map_header(3) + b"".join(
+        msgpack.packb(part) for part in ("type", "rt.events", "group", group, "events")
+    )
+    entries = []
+    for event in events:
+        parts = envelope_tail_parts(event.spec.name, stream, event.record)
+        if parts is None:
+            return None
+        static = {
+            "type": "rt.event",
+            "group": group,
+            "stream": stream,
+            "event": event.record["event"],
+            "fields": event.record["fields"],
+            "timestamp": event.record["timestamp"],
+        }
+        packed = packer.pack_map_header(len(static) + 3) + b"".join(
+            msgpack.packb(key) + msgpack.packb(value) for key, value in static.items()
+        )
+        entries.append((packed + msgpack.packb("seq"), *parts))
+    return Announce(channel, head, msgpack.packb("epoch"), msgpack.packb("tail"), entries)
+
+
 def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], tail: str) -> dict[str, Any]:
     """What travels over the channel layer: the filter inputs plus the pre-encoded tail."""
     return {
@@ -174,7 +251,7 @@ def fingerprint(spec: ChannelSpec, event: str, scope_id: str, data: Mapping[str,
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def prepare(item: PublishItem) -> _Prepared:
+def prepare(item: PublishItem) -> PreparedEvent:
     """Validate one event and build what the history stores; raises the ``ProtocolError`` a caller answers with."""
     spec, scope_id = resolve_target(item.channel, item.event, location_id=item.location_id, user_id=item.user_id)
     data = item.data
@@ -188,7 +265,7 @@ def prepare(item: PublishItem) -> _Prepared:
         key,
         fingerprint(spec, item.event, scope_id, data or {}) if key is not None else "",
     )
-    return _Prepared(spec, spec.stream(scope_id), record, entry)
+    return PreparedEvent(spec, scope_id, spec.stream(scope_id), record, entry)
 
 
 def dedup_window(dedup_seconds: float | None) -> float:
@@ -196,39 +273,52 @@ def dedup_window(dedup_seconds: float | None) -> float:
 
 
 async def _publish_stream(
-    stream: str, indexes: Sequence[int], prepared: Sequence[_Prepared], window: float, source: str
+    stream: str, indexes: Sequence[int], prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
 ) -> list[Appended]:
     """Append a stream's events in one history call, then hand the new ones to the channel layer in order."""
     events = [prepared[index] for index in indexes]
+    announce = announce_for(stream, events)
     started = time.perf_counter()
     try:
-        appended = await get_history().append_many(stream, [event.entry for event in events], window)
+        appended = await get_history().append_many(stream, [event.entry for event in events], window, announce)
     except KeyConflict as clash:
         index = indexes[clash.position]
-        raise IdempotencyConflict(prepared[index].entry.key or "", stream, index=index) from None
+        detail = {"index": index} if batch else {}
+        raise IdempotencyConflict(prepared[index].entry.key or "", stream, **detail) from None
     spent = time.perf_counter() - started
     layer = get_channel_layer()
     group = group_for_stream(stream)
     fresh = [(event, where) for event, where in zip(events, appended, strict=True) if not where.duplicate]
+    if announce is not None:  # the script has published them
+        for _ in fresh:
+            metrics.record_published(stream, source, spent / len(fresh))
+        return appended
+    messages = []
     for event, where in fresh:
         tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
-        await layer.group_send(group, hub_message(stream, where.seq, where.epoch, event.record, tail))
+        messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
+    if len(messages) == 1:
+        await layer.group_send(group, messages[0])
+    elif messages:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order
+        await layer.group_send(group, {"type": "rt.events", "group": group, "events": messages})
     for _ in fresh:
         metrics.record_published(stream, source, spent / len(fresh))
     return appended
 
 
-async def _publish_prepared(prepared: Sequence[_Prepared], window: float, source: str) -> list[PublishedEvent]:
+async def _publish_prepared(
+    prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
+) -> list[PublishedEvent]:
     by_stream: dict[str, list[int]] = {}
     for index, event in enumerate(prepared):
         by_stream.setdefault(event.stream, []).append(index)
     streams = list(by_stream)
     try:
         if len(streams) == 1:
-            answers = [await _publish_stream(streams[0], by_stream[streams[0]], prepared, window, source)]
+            answers = [await _publish_stream(streams[0], by_stream[streams[0]], prepared, window, source, batch)]
         else:
             answers = await asyncio.gather(
-                *(_publish_stream(stream, by_stream[stream], prepared, window, source) for stream in streams)
+                *(_publish_stream(stream, by_stream[stream], prepared, window, source, batch) for stream in streams)
             )
     except Exception as exc:
         if not shared_redis.is_outage(exc):
@@ -264,11 +354,7 @@ async def apublish(
     """
     item = PublishItem(channel, event, location_id, user_id, data, idempotency_key)
     prepared = prepare(item)
-    try:
-        result = (await _publish_prepared([prepared], dedup_window(dedup_seconds), source))[0]
-    except IdempotencyConflict as error:
-        error.details.pop("index", None)  # a batch's detail
-        raise
+    result = (await apublish_prepared([prepared], source=source, dedup_seconds=dedup_seconds, batch=False))[0]
     if result.duplicate:
         logger.debug("publish to %s: idempotency key repeated, nothing published", result.stream)
     return result
@@ -286,7 +372,22 @@ async def apublish_many(
     a later stream of the batch, can leave the earlier streams published (their keyed items answer as duplicates
     when the batch is sent again).
     """
-    prepared: list[_Prepared] = []
+    return await apublish_prepared(prepare_batch(items), source=source, dedup_seconds=dedup_seconds)
+
+
+def invalid_batch(errors: list[dict[str, Any]], count: int) -> InvalidParams:
+    """One error for a batch's bad items: ``errors`` holds each one's ``index`` and ``message``."""
+    first = errors[0]
+    return InvalidParams(
+        f"{len(errors)} of {count} events are invalid; nothing was published (item {first['index']}: "
+        f"{first['message']})",
+        errors=errors,
+    )
+
+
+def prepare_batch(items: Sequence[PublishItem]) -> list[PreparedEvent]:
+    """Validate every item; raise one ``InvalidParams`` naming each bad item's index, or return them all prepared."""
+    prepared: list[PreparedEvent] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
@@ -294,19 +395,25 @@ async def apublish_many(
         except ProtocolError as error:
             errors.append({"index": index, "message": error.message})
     if errors:
-        first = errors[0]
-        raise InvalidParams(
-            f"{len(errors)} of {len(items)} events are invalid; nothing was published "
-            f"(item {first['index']}: {first['message']})",
-            errors=errors,
-        )
+        raise invalid_batch(errors, len(items))
+    return prepared
+
+
+async def apublish_prepared(
+    prepared: Sequence[PreparedEvent],
+    *,
+    source: str = "python",
+    dedup_seconds: float | None = None,
+    batch: bool = True,
+) -> list[PublishedEvent]:
+    """Publish events ``prepare`` (or ``prepare_batch``) checked; ``batch``: a key clash names its item's index."""
     window = dedup_window(dedup_seconds)
-    if window > 0:
+    if window > 0 and len({event.stream for event in prepared}) > 1:  # within one stream the script is atomic
         await _check_keys(prepared)
-    return await _publish_prepared(prepared, window, source)
+    return await _publish_prepared(prepared, window, source, batch)
 
 
-async def _check_keys(prepared: Sequence[_Prepared]) -> None:
+async def _check_keys(prepared: Sequence[PreparedEvent]) -> None:
     """Refuse a batch whose keys clash with earlier publishes, before any stream is appended (one read, if keyed)."""
     keyed = [(index, event) for index, event in enumerate(prepared) if event.entry.key is not None]
     if not keyed:

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from realtime.api.publish import PublishBody
-from realtime.api.schemas import ErrorBody, Health, PublishAccepted
+from realtime.api.publish import BatchBody, PublishBody
+from realtime.api.schemas import BatchAccepted, ErrorBody, Health, PublishAccepted
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
@@ -44,12 +44,34 @@ PLAIN_ENDPOINTS: tuple[PlainEndpoint, ...] = (
         summary="Publish one event to a channel's stream (needs events.publish there)",
         tag="events",
         request=PublishBody,
-        responses={202: ("Published: its id and stream position", PublishAccepted)},
+        responses={
+            202: ("Published: its id and stream position", PublishAccepted),
+            200: ("A repeat of the idempotency key: nothing published; the first publish's answer", PublishAccepted),
+        },
         errors={
             400: "invalid_message, invalid_params or channel_not_found",
             401: "unauthenticated",
             403: "forbidden (required_permission: events.publish)",
-            413: "payload_too_large (limit)",
+            409: "idempotency_conflict (idempotency_key, stream): the key was used for a different event",
+            413: "payload_too_large (limit: PUBLISH_MAX_BODY_BYTES)",
+            415: "unsupported_media_type",
+            503: "unavailable: the event backend is down",
+        },
+    ),
+    PlainEndpoint(
+        path="/v1/events/batch",
+        method="post",
+        operation_id="events_publish_batch",
+        summary="Publish up to PUBLISH_BATCH_MAX events at once, all or nothing (events.publish at every location)",
+        tag="events",
+        request=BatchBody,
+        responses={202: ("Published: one result per item, in order", BatchAccepted)},
+        errors={
+            400: "invalid_message, or invalid_params (errors: each bad item's index and message; too many items)",
+            401: "unauthenticated",
+            403: "forbidden (required_permission: events.publish): an item's location is refused; nothing published",
+            409: "idempotency_conflict (idempotency_key, stream, index); nothing published",
+            413: "payload_too_large (limit: PUBLISH_MAX_BODY_BYTES)",
             415: "unsupported_media_type",
             503: "unavailable: the event backend is down",
         },

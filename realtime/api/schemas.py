@@ -78,6 +78,14 @@ class PublishAccepted(BaseModel):
     epoch: str
 
 
+class BatchResult(PublishAccepted):
+    duplicate: bool = Field(description="A repeat of an idempotency key: nothing published, the first's position")
+
+
+class BatchAccepted(BaseModel):
+    results: list[BatchResult] = Field(description="One per item, in the order of the request's events")
+
+
 class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: str = Field(description="ok, or unavailable when a check failed")

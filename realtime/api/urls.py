@@ -6,6 +6,7 @@ from realtime.views import AsyncAPIView
 
 urlpatterns = [
     path("events", publish.publish_event, name="publish_event"),
+    path("events/batch", publish.publish_batch, name="publish_batch"),
     path("locations", views.LocationListView.as_view(), name="location_list"),
     path("channels", views.ChannelListView.as_view(), name="channel_list"),
     path("streams/<str:stream>/events", views.StreamEventsView.as_view(), name="stream_events"),

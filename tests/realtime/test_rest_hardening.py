@@ -159,7 +159,7 @@ async def test_an_unexpected_error_is_json_500_and_logged_with_context(
     import config.asgi  # noqa: F401  (set up before listening: its django.setup() reconfigures logging)
 
     monkeypatch.setattr("realtime.api.views.ChannelListView.get", explode)
-    monkeypatch.setattr("realtime.api.publish.resolve_target", explode)
+    monkeypatch.setattr("realtime.api.publish.prepare", explode)
     records: list[logging.LogRecord] = []
     collector = logging.Handler(logging.ERROR)
     collector.emit = records.append  # type: ignore[method-assign]
