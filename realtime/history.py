@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.streams import StreamPosition
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,25 @@ class KeyConflict(Exception):
         self.position = position
 
 
+StreamAppend = tuple[str, Sequence[Entry], float, "Announce | None"]  # append_many's arguments, per stream
+
+
 class HistoryStore(Protocol):
-    async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+    async def append(self, stream: str, record: str) -> StreamPosition:
+        """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 
     async def append_many(
         self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None = None
     ) -> list[Appended]: ...
 
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]: ...
+
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]: ...
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
-    async def position(self, stream: str) -> tuple[str, int]: ...
+    async def position(self, stream: str) -> StreamPosition:
+        """Where the stream stands now (seq 0 and no epoch when it has no history)."""
 
 
 def _new_epoch() -> str:
@@ -119,9 +127,9 @@ class MemoryHistory:
         # (stream, key) -> (expires at, fingerprint, what the first entry got), oldest first
         self._keys: dict[tuple[str, str], tuple[float, str, Appended]] = {}
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         with self._lock:
-            return self._append_locked(stream, record, time.time()), self._epoch
+            return StreamPosition(self._append_locked(stream, record, time.time()), self._epoch)
 
     def _append_locked(self, stream: str, record: str, now: float) -> int:
         seq = self._seq.get(stream, 0) + 1
@@ -173,14 +181,23 @@ class MemoryHistory:
                 results.append(appended)
         return results
 
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]:
+        results: list[list[Appended] | KeyConflict] = []
+        for call in calls:
+            try:
+                results.append(await self.append_many(*call))
+            except KeyConflict as clash:
+                results.append(clash)
+        return results
+
     async def fingerprints(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
         now = time.time()
         with self._lock:
             return [found[0] if (found := self._recall_locked(s, k, now)) else None for s, k in keys]
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         with self._lock:
-            return self._epoch, self._seq.get(stream, 0)
+            return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
@@ -300,7 +317,7 @@ class RedisHistory:
         base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
@@ -311,7 +328,7 @@ class RedisHistory:
                 int(time.time() * 1000),
             ],
         )
-        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
     def _key_of(self, stream: str, key: str) -> str:
         return f"{self.key_prefix}{{{stream}}}:idem:{key}"  # the stream's hash slot, so one script sees both
@@ -323,6 +340,45 @@ class RedisHistory:
         with ``announce`` publish the new ones to the channel layer from the same call."""
         if not entries:
             return []
+        keys, args = self._script_call(stream, entries, dedup_seconds, announce)
+        return self._parse(await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args))
+
+    async def append_streams(self, calls: Sequence[StreamAppend]) -> list[list[Appended] | KeyConflict]:
+        """``append_many`` for several streams in one pipeline: one round trip for all of them (each stream's script
+        is atomic on its own; one that clashes appends nothing and is answered with its ``KeyConflict``)."""
+        from redis.exceptions import NoScriptError
+
+        script = shared_redis.script(_APPEND_MANY_SCRIPT)
+        built = [self._script_call(*call) for call in calls]
+        client = shared_redis.client()
+        answers: list[Any] = [None] * len(built)
+        pending = list(range(len(built)))
+        for attempt in (1, 2):
+            async with client.pipeline(transaction=False) as pipe:
+                for index in pending:
+                    keys, args = built[index]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(pending, replies, strict=True):
+                answers[index] = reply
+            pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
+            if not pending:
+                break
+            if attempt == 1:
+                await client.script_load(_APPEND_MANY_SCRIPT)  # a restarted or flushed Redis forgot it
+        results: list[list[Appended] | KeyConflict] = []
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+            try:
+                results.append(self._parse(answer))
+            except KeyConflict as clash:
+                results.append(clash)
+        return results
+
+    def _script_call(
+        self, stream: str, entries: Sequence[Entry], dedup_seconds: float, announce: Announce | None
+    ) -> tuple[list[str], list[Any]]:
         if announce is not None and len(entries) > 65535:
             raise ValueError("at most 65,535 entries per announced call")
         dedup_ms = int(dedup_seconds * 1000)
@@ -349,7 +405,10 @@ class RedisHistory:
                     index = key_index[entry.key] = len(keys) - 3
             args += [entry.record, index, entry.fingerprint or "-", entry.event_id]
             args += announce.entries[position] if announce else ("", "", "", "")
-        answer = await shared_redis.script(_APPEND_MANY_SCRIPT)(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def _parse(answer: Any) -> list[Appended]:
         first = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
         if first == "!":
             raise KeyConflict(int(answer[1]))
@@ -365,12 +424,12 @@ class RedisHistory:
         values = await shared_redis.client().mget([self._key_of(stream, key) for stream, key in keys])
         return [value.decode().split(" ", 1)[0] if value else None for value in values]
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         seq_key, _, epoch_key = self._keys(stream)
         epoch, seq = await shared_redis.client().mget(epoch_key, seq_key)
         if epoch is None:
-            return "", 0
-        return epoch.decode(), int(seq or 0)
+            return StreamPosition(0, "")
+        return StreamPosition(int(seq or 0), epoch.decode())
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)

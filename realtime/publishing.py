@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,13 +27,13 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
-from realtime.groups import CONTROL_GROUP, group_for_stream
 from realtime.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
-from realtime.protocol import encode, new_id, now_iso
+from realtime.protocol import envelope_tail, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,24 +127,6 @@ def build_event(spec: ChannelSpec, event: str, scope_id: str, data: Mapping[str,
     }
 
 
-def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Mapping[str, Any]) -> str:
-    """Encode an event once; each recipient's frame is its own prefix plus this tail."""
-    envelope: dict[str, Any] = {
-        "channel": spec_name,
-        "event": record["event"],
-        "event_id": record["event_id"],
-        "stream": stream,
-        "epoch": epoch,
-        "seq": seq,
-    }
-    for key in ("location_id", "user_id"):
-        if key in record:
-            envelope[key] = record[key]
-    envelope["timestamp"] = record["timestamp"]
-    envelope["data"] = record["data"]
-    return encode(envelope)[1:]
-
-
 _PLACEHOLDER = f"@{secrets.token_hex(8)}@"  # stands for the epoch and the seq until the history script knows them
 
 
@@ -188,35 +170,38 @@ def _can_fuse(layer: Any) -> bool:
 
 
 def announce_for(stream: str, events: Sequence[PreparedEvent]) -> Announce | None:
-    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send)."""
+    """The channel-layer message the history script can publish for ``events`` itself, or None (then: group_send).
+
+    Packed as the layer's msgpack serializer packs a dict: a map of the static fields (``packb`` in C, its header
+    counting the three the script appends: seq, epoch, tail).
+    """
     group = group_for_stream(stream)
     channel = layer_channel_for(group)
     if channel is None:
         return None
     import msgpack
 
-    packer = msgpack.Packer()
-    head = packer.pack_map_header(3) + b"".join(
-        msgpack.packb(part) for part in ("type", "rt.events", "group", group, "events")
-    )
     entries = []
     for event in events:
         parts = envelope_tail_parts(event.spec.name, stream, event.record)
         if parts is None:
             return None
-        static = {
-            "type": "rt.event",
-            "group": group,
-            "stream": stream,
-            "event": event.record["event"],
-            "fields": event.record["fields"],
-            "timestamp": event.record["timestamp"],
-        }
-        packed = packer.pack_map_header(len(static) + 3) + b"".join(
-            msgpack.packb(key) + msgpack.packb(value) for key, value in static.items()
+        static = msgpack.packb(
+            {
+                "type": "rt.event",
+                "group": group,
+                "stream": stream,
+                "event": event.record["event"],
+                "fields": event.record["fields"],
+                "timestamp": event.record["timestamp"],
+            }
         )
-        entries.append((packed + msgpack.packb("seq"), *parts))
-    return Announce(channel, head, msgpack.packb("epoch"), msgpack.packb("tail"), entries)
+        entries.append((b"\x89" + static[1:] + _PACKED["seq"], *parts))  # fixmap of 6 -> of 9
+    head = b"\x83" + msgpack.packb({"type": "rt.events", "group": group})[1:] + _PACKED["events"]
+    return Announce(channel, head, _PACKED["epoch"], _PACKED["tail"], entries)
+
+
+_PACKED = {name: bytes([0xA0 + len(name)]) + name.encode() for name in ("seq", "epoch", "tail", "events")}  # fixstr
 
 
 def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], tail: str) -> dict[str, Any]:
@@ -272,37 +257,74 @@ def dedup_window(dedup_seconds: float | None) -> float:
     return float(realtime_settings.PUBLISH_DEDUP_SECONDS if dedup_seconds is None else dedup_seconds)
 
 
-async def _publish_stream(
-    stream: str, indexes: Sequence[int], prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
-) -> list[Appended]:
-    """Append a stream's events in one history call, then hand the new ones to the channel layer in order."""
-    events = [prepared[index] for index in indexes]
-    announce = announce_for(stream, events)
-    started = time.perf_counter()
-    try:
-        appended = await get_history().append_many(stream, [event.entry for event in events], window, announce)
-    except KeyConflict as clash:
-        index = indexes[clash.position]
-        detail = {"index": index} if batch else {}
-        raise IdempotencyConflict(prepared[index].entry.key or "", stream, **detail) from None
-    spent = time.perf_counter() - started
-    layer = get_channel_layer()
-    group = group_for_stream(stream)
+def _conflict(
+    clash: KeyConflict, stream: str, indexes: Sequence[int], prepared: Sequence[PreparedEvent], batch: bool
+) -> IdempotencyConflict:
+    index = indexes[clash.position]
+    detail = {"index": index} if batch else {}
+    return IdempotencyConflict(prepared[index].entry.key or "", stream, **detail)
+
+
+async def _deliver(
+    stream: str,
+    events: Sequence[PreparedEvent],
+    appended: Sequence[Appended],
+    announced: bool,
+    spent: float,
+    source: str,
+) -> None:
+    """Hand a stream's new events to the channel layer in order (unless its history script published them)."""
     fresh = [(event, where) for event, where in zip(events, appended, strict=True) if not where.duplicate]
-    if announce is not None:  # the script has published them
-        for _ in fresh:
-            metrics.record_published(stream, source, spent / len(fresh))
-        return appended
-    messages = []
-    for event, where in fresh:
-        tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
-        messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
-    if len(messages) == 1:
-        await layer.group_send(group, messages[0])
-    elif messages:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order
-        await layer.group_send(group, {"type": "rt.events", "group": group, "events": messages})
+    if fresh and not announced:
+        group = group_for_stream(stream)
+        messages = []
+        for event, where in fresh:
+            tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
+            messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
+        if len(messages) == 1:
+            await get_channel_layer().group_send(group, messages[0])
+        else:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order
+            await get_channel_layer().group_send(group, {"type": "rt.events", "group": group, "events": messages})
     for _ in fresh:
         metrics.record_published(stream, source, spent / len(fresh))
+
+
+async def _append_and_deliver(
+    by_stream: dict[str, list[int]], prepared: Sequence[PreparedEvent], window: float, source: str, batch: bool
+) -> list[list[Appended]]:
+    """One history call for all the streams (one Redis round trip: one script per stream, pipelined), then the
+    deliveries; a stream whose key clashed appended nothing, the others are delivered before the error is raised."""
+    streams = list(by_stream)
+    events = {stream: [prepared[index] for index in by_stream[stream]] for stream in streams}
+    announces = {stream: announce_for(stream, events[stream]) for stream in streams}
+    started = time.perf_counter()
+    history = get_history()
+    if len(streams) == 1:
+        stream = streams[0]
+        try:
+            answers: list[list[Appended] | KeyConflict] = [
+                await history.append_many(stream, [e.entry for e in events[stream]], window, announces[stream])
+            ]
+        except KeyConflict as clash:
+            answers = [clash]
+    else:
+        answers = await history.append_streams(
+            [(stream, [e.entry for e in events[stream]], window, announces[stream]) for stream in streams]
+        )
+    spent = (time.perf_counter() - started) / len(streams)
+    conflict: IdempotencyConflict | None = None
+    appended: list[list[Appended]] = []
+    deliveries = []
+    for stream, answer in zip(streams, answers, strict=True):
+        if isinstance(answer, KeyConflict):
+            conflict = conflict or _conflict(answer, stream, by_stream[stream], prepared, batch)
+            appended.append([])
+            continue
+        deliveries.append(_deliver(stream, events[stream], answer, announces[stream] is not None, spent, source))
+        appended.append(answer)
+    await asyncio.gather(*deliveries)  # streams apart; each stream's events stay in order
+    if conflict is not None:
+        raise conflict
     return appended
 
 
@@ -314,12 +336,7 @@ async def _publish_prepared(
         by_stream.setdefault(event.stream, []).append(index)
     streams = list(by_stream)
     try:
-        if len(streams) == 1:
-            answers = [await _publish_stream(streams[0], by_stream[streams[0]], prepared, window, source, batch)]
-        else:
-            answers = await asyncio.gather(
-                *(_publish_stream(stream, by_stream[stream], prepared, window, source, batch) for stream in streams)
-            )
+        answers = await _append_and_deliver(by_stream, prepared, window, source, batch)
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
@@ -363,8 +380,9 @@ async def apublish(
 async def apublish_many(
     items: Sequence[PublishItem], *, source: str = "python", dedup_seconds: float | None = None
 ) -> list[PublishedEvent]:
-    """Publish a batch: all validated first (nothing is published when any item is bad), then one history call per
-    stream (one Redis round trip: ``append_many``), in item order within each stream; the results in item order.
+    """Publish a batch: all validated first (nothing is published when any item is bad), then one history call for
+    all its streams (one Redis round trip: a script per stream, pipelined), in item order within each stream; the
+    results in item order.
 
     A bad item raises ``InvalidParams`` whose ``errors`` detail lists each bad item's ``index`` and ``message``.
     Keyed items are checked for a clash before anything is appended, so an ``IdempotencyConflict`` (``index``: the
@@ -385,13 +403,14 @@ def invalid_batch(errors: list[dict[str, Any]], count: int) -> InvalidParams:
     )
 
 
-def prepare_batch(items: Sequence[PublishItem]) -> list[PreparedEvent]:
-    """Validate every item; raise one ``InvalidParams`` naming each bad item's index, or return them all prepared."""
+def prepare_batch(items: Sequence[Any], to_item: Callable[[Any], PublishItem] | None = None) -> list[PreparedEvent]:
+    """Validate every item (``to_item`` first turns each into a ``PublishItem``, raising a ``ProtocolError`` when it
+    cannot); raise one ``InvalidParams`` naming each bad item's index, or return them all prepared."""
     prepared: list[PreparedEvent] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            prepared.append(prepare(item))
+            prepared.append(prepare(item if to_item is None else to_item(item)))
         except ProtocolError as error:
             errors.append({"index": index, "message": error.message})
     if errors:

@@ -47,11 +47,10 @@ from realtime.jsondecode import decode_json
 from realtime.protocol import describe_validation_error
 from realtime.publishing import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
-    PreparedEvent,
     PublishItem,
     apublish_prepared,
-    invalid_batch,
     prepare,
+    prepare_batch,
 )
 from realtime.registry import ChannelSpec, Scope
 
@@ -223,15 +222,7 @@ async def publish_batch_body(user_pk: Any, raw: Any) -> Answer:
     limit = int(realtime_settings.PUBLISH_BATCH_MAX)
     if not 1 <= len(events) <= limit:
         raise InvalidParams(f"Invalid parameter events: must hold 1 to {limit} events, not {len(events)}")
-    prepared: list[PreparedEvent] = []
-    errors: list[dict[str, Any]] = []
-    for index, item in enumerate(events):
-        try:
-            prepared.append(prepare(item_of(item)))
-        except ProtocolError as error:
-            errors.append({"index": index, "message": error.message})
-    if errors:
-        raise invalid_batch(errors, len(events))
+    prepared = prepare_batch(events, item_of)
     checked: set[str] = set()
     for event in prepared:  # every stream of the batch is allowed, or nothing is published
         if event.stream not in checked:

@@ -13,7 +13,8 @@ from django.db import connections, transaction
 
 from locations.models import KitchenTicket, Location, Order, Table
 from realtime.models import OutboxEvent
-from tests.conftest import Client, drain_outbox, open_client
+from tests.support.asgi import Client, open_client
+from tests.support.outbox import drain_outbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

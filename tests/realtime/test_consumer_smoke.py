@@ -2,7 +2,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from realtime.publishing import apublish
-from tests.conftest import drain_outbox, open_client
+from tests.support.asgi import open_client
+from tests.support.outbox import drain_outbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -22,9 +22,9 @@ from channels.layers import get_channel_layer
 
 from realtime import history
 from realtime.errors import IdempotencyConflict, InvalidParams
-from realtime.groups import group_for_stream
 from realtime.history import Entry, KeyConflict, MemoryHistory, RedisHistory
 from realtime.publishing import PublishItem, apublish, apublish_many, publish
+from realtime.streams import group_for_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "rtgw-idem-test"

@@ -30,8 +30,10 @@ from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.models import OutboxEvent
 from realtime.outbox import publish_in_transaction
 from realtime.relay import OutboxStalled, Relay, astart_relay, astop_relay
-from tests.conftest import drain_outbox, open_client, require_postgres, require_redis_server
-from tests.e2e.servers import RedisServer
+from tests.support.asgi import open_client
+from tests.support.outbox import drain_outbox, require_postgres
+from tests.support.processes import RedisServer
+from tests.support.services import require_redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

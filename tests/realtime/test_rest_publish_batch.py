@@ -16,8 +16,7 @@ from django.test import AsyncClient
 
 from realtime import history
 from realtime.errors import ErrorCode
-from tests.conftest import access_token_for, open_client
-from tests.http_support import Answer, asgi_request
+from tests.support.asgi import Answer, access_token_for, asgi_request, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DOWNTOWN, UPTOWN, MAIN_STREET = "loc-xyz789", "loc-abc456", "loc-other1"
