@@ -11,8 +11,10 @@ scoped advisory lock shared by every outbox writer (``pg_advisory_xact_lock``), 
 that commit, and numbers the transaction's rows from a sequence (``commit_seq``). The next committing writer waits
 for the lock, so numbers grow in commit order and a row is visible before any later-numbered one exists; the relay
 orders by ``commit_seq``. Writers are serialized only during their commit, never while their transaction runs, and
-since the lock is one for all streams, two transactions writing several streams cannot deadlock on it. SQLite has
-one writer at a time, from its first write to its commit, so there id order is commit order.
+since the lock is one for all streams, two transactions writing several streams cannot deadlock on it (only a
+deferred foreign-key check that runs after it and waits for a row another committing writer locked ``FOR UPDATE``
+could; PostgreSQL then aborts one of the two). SQLite has one writer at a time, from its first write to its commit,
+so there id order is commit order.
 """
 
 from __future__ import annotations
