@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import metrics_cost, publish_cost, report, scenarios, servers, storm
+from bench import metrics_cost, outbox, publish_cost, report, scenarios, servers, storm
 from bench.presence import scenario_presence
 from bench.scenarios import BASELINE, FULL, GATEWAY, QUICK, Bench, Scale, World
 
@@ -49,6 +49,7 @@ QUICK_BUDGET_S = 85.0
 
 
 scenarios.SCENARIOS["storm"] = storm.scenario_storm  # issue 13: restart storm (bench/storm.py), run on request
+scenarios.SCENARIOS["outbox"] = outbox.scenario_outbox  # issue 14: commit to socket through the outbox (PostgreSQL)
 scenarios.SCENARIOS["publish_cost"] = publish_cost.scenario_publish_cost  # issue 14: CPU per REST publish
 
 
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     wall_start = time.perf_counter()
     scale = QUICK if arguments.quick else FULL
-    names = arguments.scenario or [*scenarios.FULL_RUN_ORDER, "presence"]
+    names = arguments.scenario or [*scenarios.FULL_RUN_ORDER, "presence", "outbox"]  # outbox: with PostgreSQL
     fd_limit = raise_fd_limit()
     pinning = pin_generator()
     print(f"bench: open-file limit {fd_limit}; {pinning}", flush=True)

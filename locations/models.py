@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, router, transaction
 
 
 def validate_time_zone(value: str) -> None:
@@ -18,6 +18,19 @@ def validate_time_zone(value: str) -> None:
 
 def random_public_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
+
+
+class SavedWithItsEvents(models.Model):
+    """A record whose saves become events: the save and its outbox rows (written by ``locations.receivers``) commit
+    together, also in autocommit, where Django would commit the row before ``post_save`` writes its events."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        using = str(kwargs.get("using") or router.db_for_write(type(self), instance=self))
+        with transaction.atomic(using=using):
+            super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 
 class Organization(models.Model):
@@ -74,7 +87,7 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class Order(models.Model):
+class Order(SavedWithItsEvents):
     public_id = models.CharField(max_length=64, unique=True, blank=True)
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="orders")
     type = models.CharField(max_length=16, choices=OrderType.choices, default=OrderType.DINE_IN)
@@ -103,7 +116,7 @@ class TableStatus(models.TextChoices):
     RESERVED = "reserved"
 
 
-class Table(models.Model):
+class Table(SavedWithItsEvents):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="tables")
     label = models.CharField(max_length=32)
     seats = models.PositiveSmallIntegerField(default=4)
@@ -140,7 +153,7 @@ class TicketStatus(models.TextChoices):
     RECALLED = "recalled"
 
 
-class KitchenTicket(models.Model):
+class KitchenTicket(SavedWithItsEvents):
     """A ticket on a kitchen screen; ``station`` is the name the wire shows, ``station_ref`` the Station row."""
 
     public_id = models.CharField(max_length=64, unique=True, blank=True)

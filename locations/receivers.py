@@ -1,4 +1,5 @@
-"""Model saves -> events, published after the transaction commits (nothing is sent for a rollback)."""
+"""Model saves -> events, written to the outbox in the save's transaction (``realtime.outbox``): delivered after it
+commits, also when Redis is down at that moment; nothing is sent for a rollback."""
 
 from __future__ import annotations
 

@@ -67,6 +67,13 @@ class Tunables(BaseSettings):
     # (forgotten at once on rt.access_changed; this TTL bounds a lost message or a signal-less update; 0 = off)
     PRINCIPAL_CACHE_SECONDS: float = 10.0
     PRINCIPAL_CACHE_MAX_ENTRIES: int = 10_000
+    # Transactional outbox (issue 14): model saves and publish_in_transaction write rows; every gateway relays them
+    OUTBOX_RELAY_ENABLED: Flag = True  # off: this process does not relay (tests drive the relay by hand)
+    OUTBOX_POLL_SECONDS: float = 0.5  # the relay's fallback poll (SQLite, or a lost LISTEN connection)
+    OUTBOX_BATCH_SIZE: int = 200  # rows one relay claims per pass
+    OUTBOX_RETRY_MAX_SECONDS: float = 5.0  # the longest backoff between passes while Redis is down
+    OUTBOX_RETENTION_SECONDS: float = 3600.0  # sent rows are deleted after this; also the dedup window of their keys
+    OUTBOX_UNHEALTHY_LAG_SECONDS: float = 30.0  # /healthz answers 503 when the oldest unsent row is older
 
     @classmethod
     def settings_customise_sources(

@@ -141,14 +141,20 @@ async def arecover() -> None:
     await (await astart_heartbeat()).ensure_live()
 
 
+_startup_tasks: list[asyncio.Task[object]] = []  # referenced until done (the loop keeps only weak references)
+
+
 def install_daphne_startup() -> bool:
-    """On daphne (no ASGI lifespan), start the heartbeat when the reactor runs, before any connection."""
+    """On daphne (no ASGI lifespan), start the heartbeat and the outbox relay when the reactor runs."""
     if "twisted.internet.reactor" not in sys.modules:
         return False  # uvicorn starts it from the lifespan startup
     from twisted.internet import reactor
 
     def start() -> None:
-        asyncio.get_event_loop().create_task(astart_heartbeat())
+        from realtime.relay import astart_relay  # the outbox relay starts with the heartbeat, on the reactor's loop
+
+        loop = asyncio.get_event_loop()
+        _startup_tasks.extend([loop.create_task(astart_heartbeat()), loop.create_task(astart_relay())])
 
     reactor.callWhenRunning(start)  # type: ignore[attr-defined]
     return True

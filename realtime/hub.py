@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 
 from realtime import access_cache, live, metrics
 from realtime.heartbeat import astart_heartbeat
+from realtime.relay import astart_relay
 from realtime.streams import CONTROL_GROUP
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Hub:
         await self.layer.group_add(CONTROL_GROUP, self.channel_name)
         self._task = asyncio.create_task(self._receive_forever(), name="realtime-hub")
         await astart_heartbeat()  # a no-op when the lifespan (or daphne's reactor) started it already
+        await astart_relay()  # likewise; never under pytest (OUTBOX_RELAY_ENABLED off: tests drive the relay)
 
     # Membership -----------------------------------------------------------------------------------------------
 

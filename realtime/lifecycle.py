@@ -15,6 +15,7 @@ from typing import Any
 from realtime.conf import realtime_settings
 from realtime.heartbeat import astart_heartbeat
 from realtime.hub import current_hubs
+from realtime.relay import astart_relay, astop_relay
 
 logger = logging.getLogger(__name__)
 SHUTDOWN_DRAIN_SECONDS = 5.0
@@ -42,10 +43,12 @@ class LifespanShutdown:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await astart_heartbeat()  # presence liveness and the sweep of dead processes start with the process
+                await astart_relay()  # so does the outbox relay, on the server's own loop
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 closed = await aclose_all_connections()
                 logger.info("lifespan shutdown closed %d connections", closed)
+                await astop_relay()  # rows of an abandoned pass stay unsent; another process relays them
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -64,6 +67,7 @@ def install_daphne_shutdown_trigger() -> bool:
         async def drain() -> None:
             closed = await asyncio.wait_for(aclose_all_connections(), timeout=SHUTDOWN_DRAIN_SECONDS)
             logger.info("shutdown: closed %d connections with the restart code", closed)
+            await astop_relay()
             await asyncio.sleep(0.2)  # let the close frames reach the sockets
 
         deferred = defer.Deferred.fromFuture(asyncio.ensure_future(drain()))

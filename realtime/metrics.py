@@ -33,7 +33,8 @@ from realtime.registry import CHANNELS
 from realtime.streams import channel_of
 
 PUBLISH_SOURCES = ("rest", "python", "model", "outbox")
-"""Who published an event: ``POST /v1/events``, Python code, a model save, the transactional outbox relay."""
+"""Who published an event: ``POST /v1/events``, Python code (``publish``), a model save, or Python code through the
+transactional outbox (``publish_on_commit``, ``publish_in_transaction``); the last two are published by the relay."""
 RESUME_RESULTS = ("recovered", "not_recovered")
 # Close codes a peer may also send or a server may report (1005 no status, 1006 abnormal, 1011 server error).
 _PEER_CLOSE_CODES = (1005, 1006, 1011)

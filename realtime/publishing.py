@@ -1,8 +1,9 @@
 """The publish API: the one code path every event takes, whoever publishes it.
 
-Python code calls ``publish`` (sync) or ``apublish`` (async); REST ``POST /v1/events`` and the model signals call
-them too. Publishing validates the event against the registry, appends it to its stream's history (which assigns
-``seq``), encodes the envelope once, and hands it to the channel layer group of the stream. Each gateway process's
+Python code calls ``publish`` (sync) or ``apublish`` (async); REST ``POST /v1/events`` and the outbox relay
+(``realtime.relay``, which publishes model saves and ``publish_on_commit``) call them too. Publishing validates the
+event against the registry, appends it to its stream's history (which assigns ``seq``), encodes the envelope once,
+and hands it to the channel layer group of the stream. Each gateway process's
 hub (``realtime.hub``) receives it once and fans it out to its local subscribers, who add only their
 ``subscription_id`` in front of the shared, pre-encoded tail.
 """
@@ -20,12 +21,10 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import transaction
 
 from realtime import metrics
 from realtime import redis_client as shared_redis
@@ -541,12 +540,16 @@ def publish_on_commit(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     using: str | None = None,
-    source: str = "python",
+    source: str = "outbox",
 ) -> None:
-    """Publish once the current transaction commits, so nobody sees a change that was rolled back."""
-    resolve_target(channel, event, location_id=location_id, user_id=user_id)  # fail at the call site, not later
-    send = partial(publish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)
-    transaction.on_commit(send, using=using, robust=True)
+    """Publish once the current transaction commits: an outbox row written in it (``realtime.outbox``).
+
+    Nobody sees an event of a rolled-back change, and a committed one is delivered even when Redis is down at the
+    commit or the process dies right after it. A bad channel, event or scope id fails here, at the call site.
+    """
+    from realtime.outbox import enqueue
+
+    enqueue(channel, event, location_id=location_id, user_id=user_id, data=data, using=using, source=source)
 
 
 def broadcast_control(message: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,3 +63,13 @@ def redis_url() -> Iterator[str]:
     flush_redis_db(REDIS_TEST_URL)
     yield REDIS_TEST_URL
     flush_redis_db(REDIS_TEST_URL)
+
+
+@pytest.fixture
+async def outbox_relay() -> AsyncIterator[Any]:
+    """A relay running on the test's event loop, as one runs in every gateway process; stopped after the test."""
+    from realtime.relay import Relay
+
+    relay = Relay().start()
+    yield relay
+    await relay.stop()

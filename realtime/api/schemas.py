@@ -91,3 +91,8 @@ class Health(BaseModel):
     status: str = Field(description="ok, or unavailable when a check failed")
     database: str
     channel_layer: str
+    outbox: str = Field(
+        description="ok, or an error when the oldest unsent event is older than OUTBOX_UNHEALTHY_LAG_SECONDS"
+    )
+    backlog: int | None = Field(None, description="outbox events committed and not yet published")
+    lag_seconds: float | None = Field(None, description="how long the oldest unpublished outbox event has waited")

@@ -19,8 +19,10 @@ from accounts.models import User
 from accounts.permissions import Perm
 from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationList
 from realtime.authorization import authorize
+from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.history import get_history
+from realtime.outbox import read_backlog
 from realtime.publishing import run_sync
 from realtime.registry import CHANNELS, get_channel
 from realtime.streams import split_stream
@@ -113,14 +115,26 @@ class StreamEventsView(APIView):
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """``GET /healthz``: 200 when the database and the channel layer answer, else 503."""
+    """``GET /healthz``: 200 when the database and the channel layer answer and the outbox keeps up, else 503.
+
+    ``outbox``: ``backlog`` (committed events not yet published) and ``lag_seconds`` (how long the oldest has waited);
+    past ``OUTBOX_UNHEALTHY_LAG_SECONDS`` the gateway is unhealthy: events are not reaching the screens.
+    """
     checks: dict[str, str] = {}
+    outbox: dict[str, Any] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
+        backlog = read_backlog()
+        outbox = backlog.as_dict()
+        limit = float(realtime_settings.OUTBOX_UNHEALTHY_LAG_SECONDS)
+        checks["outbox"] = (
+            "ok" if backlog.lag_seconds <= limit else f"error: lagging {backlog.lag_seconds:.1f}s > {limit:g}s"
+        )
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks.setdefault("database", f"error: {type(exc).__name__}")
+        checks.setdefault("outbox", f"error: {type(exc).__name__}")
     try:
         layer = get_channel_layer()
         async_to_sync(layer.group_send)("rt.healthz", {"type": "rt.healthz"})
@@ -128,4 +142,5 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         checks["channel_layer"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+    body = {"status": "ok" if healthy else "unavailable", **checks, **outbox}
+    return JsonResponse(body, status=200 if healthy else 503)

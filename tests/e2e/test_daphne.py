@@ -49,4 +49,11 @@ async def test_healthz_reports_database_and_layer(gateways):
     gateway = gateways()
     code, body = http_json("GET", f"{gateway.http}/healthz")
     assert code == 200
-    assert body == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert body == {
+        "status": "ok",
+        "database": "ok",
+        "outbox": "ok",
+        "channel_layer": "ok",
+        "backlog": 0,
+        "lag_seconds": 0.0,
+    }

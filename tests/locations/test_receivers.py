@@ -1,17 +1,20 @@
-"""Model saves become events after commit; a rolled-back save sends nothing."""
+"""Model saves become events after commit (through the outbox and its relay); a rolled-back save sends nothing."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connections, transaction
 
 from locations.models import KitchenTicket, Location, Order, Table
+from realtime.models import OutboxEvent
 from tests.support.asgi import Client, open_client
+from tests.support.outbox import drain_outbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,8 +22,10 @@ DOWNTOWN, UPTOWN = "loc-xyz789", "loc-abc456"
 
 
 async def run(fn: Callable[[], Any]) -> Any:
-    """Run ORM code the way a view does: in a thread, in autocommit (so on_commit fires when it returns)."""
-    return await sync_to_async(fn)()
+    """Run ORM code the way a view does (in a thread, in autocommit), then let the relay publish what it committed."""
+    result = await sync_to_async(fn)()
+    await drain_outbox()
+    return result
 
 
 async def events_until_quiet(client: Client, timeout: float = 0.1) -> list[dict[str, Any]]:
@@ -284,18 +289,40 @@ async def test_inner_rollback_drops_only_its_own_events(token_for: Any) -> None:
     assert [(f["event"], f["data"]["order_id"]) for f in frames] == [("order.created", kept_id)]
 
 
-async def test_events_wait_for_the_commit(token_for: Any) -> None:
-    async with open_client(token_for("sarah")) as client:
-        await subscribe(client, "orders")
-        published_inside: list[bool] = []
+async def test_events_wait_for_the_commit(token_for: Any, outbox_relay: Any) -> None:
+    """With a relay running, nothing of an open transaction is sent; all of it is once it commits."""
+    inside, commit = threading.Event(), threading.Event()
 
-        def create_and_look() -> None:
+    def create_and_wait() -> None:
+        try:
             with transaction.atomic():
                 Order.objects.create(location=downtown())
                 Order.objects.create(location=downtown())
-                published_inside.append(bool(transaction.get_connection().run_on_commit))
+                inside.set()
+                assert commit.wait(10)
+        finally:
+            connections.close_all()
 
-        await run(create_and_look)
-        frames = await events_until_quiet(client, 0.1)
-    assert published_inside == [True]  # queued, not yet sent, while the transaction was open
+    async with open_client(token_for("sarah")) as client:
+        await subscribe(client, "orders")
+        writer = threading.Thread(target=create_and_wait)
+        writer.start()
+        assert await sync_to_async(inside.wait)(10)
+        outbox_relay.wake()
+        assert await client.nothing(0.3)  # written in the transaction, not published before it commits
+        commit.set()
+        await sync_to_async(writer.join)(10)
+        frames = [await client.recv(5), await client.recv(5)]
     assert [f["event"] for f in frames] == ["order.created", "order.created"]
+
+
+async def test_a_save_writes_its_event_and_the_row_together_in_autocommit(token_for: Any) -> None:
+    """The reported bug: Order.objects.create() in autocommit with no publisher reachable still writes its event."""
+    order = await sync_to_async(lambda: Order.objects.create(location=downtown(), type="takeout"))()
+    rows = await sync_to_async(lambda: list(OutboxEvent.objects.values_list("stream", "event", "sent_at", "source")))()
+    assert rows == [(f"orders:{DOWNTOWN}", "order.created", None, "model")]
+    async with open_client(token_for("sarah")) as client:
+        await subscribe(client, "orders")
+        await drain_outbox()
+        event = await client.recv()
+    assert event["event"] == "order.created" and event["data"]["order_id"] == order.public_id

@@ -3,6 +3,7 @@ from asgiref.sync import sync_to_async
 
 from realtime.publishing import apublish
 from tests.support.asgi import open_client
+from tests.support.outbox import drain_outbox
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,6 +25,7 @@ async def test_order_save_publishes_after_commit(token_for):
         await client.subscribe("orders", {"location_id": "loc-xyz789"})
         location = await Location.objects.aget(public_id="loc-xyz789")
         order = await sync_to_async(Order.objects.create)(location=location, type="takeout")
+        assert await drain_outbox() == 1  # the relay, which runs in every gateway process (not under pytest)
         event = await client.recv()
         assert event["event"] == "order.created"
         assert event["data"]["order_id"] == order.public_id

@@ -328,4 +328,11 @@ def test_locations_endpoint_shows_what_the_user_may_see(world: Any) -> None:
 def test_healthz(client: Any) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "outbox": "ok",
+        "channel_layer": "ok",
+        "backlog": 0,
+        "lag_seconds": 0.0,
+    }

@@ -8,5 +8,6 @@
 - ``asgi``: HTTP requests and WebSocket clients straight into ``config.asgi.application``;
 - ``rest``: JSON over real HTTP to a gateway process, and signing in;
 - ``wsclient``: a protocol client over a real socket;
-- ``browser``: Debian's Chromium through Playwright and the console page's helpers.
+- ``browser``: Debian's Chromium through Playwright and the console page's helpers;
+- ``outbox``: one relay pass by hand (``drain_outbox``), and the PostgreSQL-only skip.
 """
