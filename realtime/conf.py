@@ -54,6 +54,12 @@ DEFAULTS: dict[str, Any] = {
     # (forgotten at once on rt.access_changed; this TTL bounds a lost message or a signal-less update; 0 = off)
     "PRINCIPAL_CACHE_SECONDS": 10.0,
     "PRINCIPAL_CACHE_MAX_ENTRIES": 10_000,
+    # Dark stations (issue 16): an active station with no live kds screen for this long alerts its managers;
+    # every process checks every KDS_STATION_CHECK_SECONDS (0 = no checks in this process), beside its heartbeat,
+    # and reads the station list from the database at most every KDS_STATION_LIST_CACHE_SECONDS
+    "KDS_DARK_STATION_SECONDS": 30.0,
+    "KDS_STATION_CHECK_SECONDS": 2.0,
+    "KDS_STATION_LIST_CACHE_SECONDS": 10.0,
 }
 
 
