@@ -42,7 +42,7 @@ from realtime import metrics
 from realtime import redis as shared_redis
 from realtime.conf import realtime_settings
 from realtime.liveness import LUA_LIBRARY, procs_key
-from realtime.presence import get_presence_store
+from realtime.presence import PresenceStore, get_presence_store
 from realtime.registry import get_channel
 
 logger = logging.getLogger(__name__)
@@ -160,12 +160,13 @@ class StationStore(Protocol):
 class MemoryStationStore:
     """One process (the embedded mode): the state dies with the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, presence: PresenceStore | None = None) -> None:
         self.states: dict[str, str] = {}
         self.lock = threading.Lock()
+        self.presence = presence  # None: this process's presence store
 
     async def observe(self, stations: Sequence[StationRef]) -> Observation:
-        store = get_presence_store()
+        store = self.presence or get_presence_store()
         counts: dict[str, dict[str, int]] = {}
         for key in {station.presence_key for station in stations}:
             per_station = counts.setdefault(key, {})
