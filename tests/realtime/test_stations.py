@@ -313,7 +313,8 @@ async def test_two_monitors_on_one_redis_announce_each_transition_once(
     token_for: Any, redis_url: str, settings: Any
 ) -> None:
     settings.REDIS_URL = redis_url
-    settings.REALTIME = {"KDS_DARK_STATION_SECONDS": 0.3, "KDS_STATION_LIST_CACHE_SECONDS": 0.0}
+    # the station list stays cached, so both checks observe before either sets: the compare-and-set decides
+    settings.REALTIME = {"KDS_DARK_STATION_SECONDS": 0.3, "KDS_STATION_LIST_CACHE_SECONDS": 60.0}
     john_token, _ = await kitchen(token_for)
     monitors = [StationMonitor(), StationMonitor()]
     async with open_client(john_token) as john:
