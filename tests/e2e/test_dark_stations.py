@@ -116,11 +116,12 @@ async def one_alert(john: WsClient, event: str, bound: float) -> dict[str, Any]:
     return found[0]
 
 
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])  # the monitor starts with the lifespan; with the reactor
 async def test_a_screen_leaving_and_returning_alerts_the_manager_once_each_across_two_processes(
-    gateways: Any, shared_redis: str, grill: Database
+    gateways: Any, shared_redis: str, grill: Database, server: str
 ) -> None:
-    a = gateways(shared_redis, **QUICK)
-    b = gateways(shared_redis, **QUICK)
+    a = gateways(shared_redis, server=server, **QUICK)
+    b = gateways(shared_redis, server=server, **QUICK)
     john = await manager(b)
     kim = await screen(a)
     set_station(grill, active=True)  # configured while its screen is up: no alert before the test starts
@@ -157,5 +158,35 @@ async def test_a_screen_whose_process_is_sigkilled_goes_dark_once_and_returns_on
 
     kim = await screen(c)
     await one_alert(john, "kds.station_restored", CHECK_S + SLACK_S)
+    await kim.close()
+    await john.close()
+
+
+async def test_restarting_every_process_neither_repeats_an_alert_nor_forgets_a_dark_station(
+    gateways: Any, shared_redis: str, grill: Database
+) -> None:
+    a = gateways(shared_redis, **QUICK)
+    b = gateways(shared_redis, **QUICK)
+    john = await manager(b)
+    kim = await screen(a)
+    set_station(grill, active=True)
+    await until_lit(a, shared_redis)
+    await kim.close()
+    dark = await one_alert(john, "kds.station_dark", DARK_S + CHECK_S + SLACK_S)
+    await john.close()
+
+    for gateway in (a, b):  # a deploy: every process stops (SIGTERM) and new ones start
+        gateway.stop()
+    fresh = [gateways(shared_redis, **QUICK) for _ in range(2)]
+    john = await WsClient.open(fresh[1].ws, login(fresh[1], "john"))
+    position = {dark["stream"]: {"seq": dark["seq"], "epoch": dark["epoch"]}}
+    reply = await john.subscribe("notifications", {}, resume=position)  # what was sent while john was away, too
+    assert reply["success"] is True and reply["resumed"] == {dark["stream"]: True}, reply
+    assert await grill_alerts(john, DARK_S + 2 * CHECK_S + SLACK_S) == []  # still dark, already reported
+    assert station_status(fresh[0], shared_redis) == "dark"
+
+    kim = await screen(fresh[0])
+    restored = await one_alert(john, "kds.station_restored", CHECK_S + SLACK_S)
+    assert restored["data"]["dark_since"] == dark["data"]["dark_since"]  # the spell that began before the restart
     await kim.close()
     await john.close()
