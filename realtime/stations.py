@@ -79,6 +79,7 @@ class StationState:
 class Decision:
     state: StationState | None  # None: forget the station's state
     alert: Alert | None = None
+    dark_since_ms: int | None = None  # with an alert: when the dark spell it reports began
 
 
 def decide(state: StationState | None, *, screens: int, active: bool, now_ms: int, dark_after_ms: int) -> Decision:
@@ -87,12 +88,12 @@ def decide(state: StationState | None, *, screens: int, active: bool, now_ms: in
         return Decision(None)  # deactivated: no alert; watched again from scratch when active again
     if screens > 0:
         if state is not None and state.status is Status.DARK:
-            return Decision(StationState(Status.LIT), Alert.RESTORED)
+            return Decision(StationState(Status.LIT), Alert.RESTORED, state.since_ms)
         return Decision(StationState(Status.LIT))
     if state is None or state.status is Status.LIT:
         return Decision(StationState(Status.UNLIT, now_ms))
     if state.status is Status.UNLIT and state.since_ms is not None and now_ms - state.since_ms >= dark_after_ms:
-        return Decision(StationState(Status.DARK, state.since_ms), Alert.DARK)
+        return Decision(StationState(Status.DARK, state.since_ms), Alert.DARK, state.since_ms)
     return Decision(state)
 
 
@@ -365,8 +366,6 @@ class StationMonitor:
 
     async def check(self) -> list[tuple[Alert, dict[str, Any]]]:
         """Observe, decide, compare-and-set; publish the transitions this process won. Returns what it published."""
-        from realtime.publishing import apublish  # late: publishing is heavier than the heartbeat needs at import
-
         self.last_check = asyncio.get_running_loop().time()
         stations = await self._stations()
         if not stations:
@@ -388,21 +387,21 @@ class StationMonitor:
             if decision.state == old:
                 continue
             changes.append(Change(seen.station, seen.raw_state, decision.state.to_json() if decision.state else None))
-            dark = decision.state if decision.alert is Alert.DARK else old  # restored: the state it leaves
-            since_ms = dark.since_ms if dark is not None else None
             alerts.append(
-                (decision.alert, alert_data(seen.station, since_ms, observation.now_ms))
-                if decision.alert is not None and since_ms is not None
+                (decision.alert, alert_data(seen.station, decision.dark_since_ms, observation.now_ms))
+                if decision.alert is not None and decision.dark_since_ms is not None
                 else None
             )
         published: list[tuple[Alert, dict[str, Any]]] = []
         for change, won, alert in zip(changes, await store.apply(changes), alerts, strict=True):
-            if won and alert is not None:
-                await self._publish(apublish, change.station, *alert)
+            if won and alert is not None:  # only the process whose compare-and-set took the transition tells
+                await self._publish(change.station, *alert)
                 published.append(alert)
         return published
 
-    async def _publish(self, apublish: Any, station: StationRef, alert: Alert, data: dict[str, Any]) -> None:
+    async def _publish(self, station: StationRef, alert: Alert, data: dict[str, Any]) -> None:
+        from realtime.publishing import apublish  # late: publishing is heavier than the heartbeat needs at import
+
         loop = asyncio.get_running_loop()
         managers = await loop.run_in_executor(_database, load_manager_ids, station.location_id)
         logger.info("%s at %s: %s, to %d managers", station.name, station.location_id, alert.value, len(managers))

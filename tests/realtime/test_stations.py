@@ -82,6 +82,7 @@ def test_decide(
     decision = decide(state, screens=screens, active=active, now_ms=now, dark_after_ms=DELAY_MS)
     assert decision.state == expected
     assert decision.alert == alert
+    assert decision.dark_since_ms == (T0 if alert is not None else None)  # the spell began at T0 in every case
 
 
 def test_a_screen_gone_for_less_than_the_delay_raises_nothing_and_a_longer_gap_exactly_one_pair() -> None:
