@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.liveness import LUA_LIBRARY, procs_key
 from realtime.presence import PresenceStore, get_presence_store

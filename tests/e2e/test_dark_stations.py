@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e.servers import Database, Gateway, base_env, login, manage
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import Database, Gateway, base_env, manage
+from tests.support.rest import login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 LOC = "loc-xyz789"

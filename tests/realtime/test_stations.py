@@ -15,7 +15,7 @@ from realtime.errors import InvalidParams
 from realtime.liveness import RedisLiveness
 from realtime.presence import Member, MemoryPresence, RedisPresence
 from realtime.protocol import check_station_name, check_user_info
-from realtime.redis import key_prefix
+from realtime.redis_client import key_prefix
 from realtime.stations import (
     Alert,
     Change,
@@ -29,7 +29,7 @@ from realtime.stations import (
     alert_data,
     decide,
 )
-from tests.conftest import Client, open_client
+from tests.support.asgi import Client, open_client
 
 LOC = "loc-xyz789"
 DELAY_MS = 30_000
