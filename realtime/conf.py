@@ -74,6 +74,12 @@ class Tunables(BaseSettings):
     OUTBOX_RETRY_MAX_SECONDS: float = 5.0  # the longest backoff between passes while Redis is down
     OUTBOX_RETENTION_SECONDS: float = 3600.0  # sent rows are deleted after this; also the dedup window of their keys
     OUTBOX_UNHEALTHY_LAG_SECONDS: float = 30.0  # /healthz answers 503 when the oldest unsent row is older
+    # Dark stations (issue 16): an active station with no live kds screen for this long alerts its managers;
+    # every process checks every KDS_STATION_CHECK_SECONDS (0 = no checks in this process), beside its heartbeat,
+    # and reads the station list from the database at most every KDS_STATION_LIST_CACHE_SECONDS
+    KDS_DARK_STATION_SECONDS: float = 30.0
+    KDS_STATION_CHECK_SECONDS: float = 2.0
+    KDS_STATION_LIST_CACHE_SECONDS: float = 10.0
 
     @classmethod
     def settings_customise_sources(

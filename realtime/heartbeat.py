@@ -14,6 +14,10 @@ is lapsed; its users' ``user_left`` goes out by the next beat of any live proces
 When a beat reports this process ``lost`` (Redis restarted empty, or the process was cut off for longer than the
 lapse and was swept), the process counts its open connections again and re-joins every presence member it holds,
 announcing ``user_joined`` where the user had been removed. Until that has succeeded every beat retries it.
+
+A process started as a server (the lifespan, daphne's reactor) also checks its kitchen stations beside the beats
+(``realtime.stations``): at most one check at a time, every ``KDS_STATION_CHECK_SECONDS``; a slow or failing check
+never delays a beat.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
 from realtime.liveness import get_liveness
 from realtime.presence import Member, announce, get_keeper
+from realtime.stations import StationMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ class Heartbeat:
         self.rejoin_pending = False
         self.failing = False
         self.announcing: asyncio.Task[None] | None = None
+        self.stations: StationMonitor | None = None  # set for server processes (``astart_heartbeat``)
+        self.station_check: asyncio.Task[None] | None = None
 
     async def beat(self) -> None:
         async with self.lock:
@@ -56,6 +63,15 @@ class Heartbeat:
         if self.rejoin_pending and (self.recovery is None or self.recovery.done()):
             self.recovery = asyncio.get_running_loop().create_task(self._recover(), name="realtime-presence-rejoin")
         await self._beat_live_directory()
+        self._check_stations()
+
+    def _check_stations(self) -> None:
+        """Start a station check beside the beats when one is due and none is running."""
+        if self.stations is None or (self.station_check is not None and not self.station_check.done()):
+            return
+        loop = asyncio.get_running_loop()
+        if self.stations.due(loop.time()):
+            self.station_check = loop.create_task(self.stations.run_check(), name="realtime-station-check")
 
     async def _beat_live_directory(self) -> None:
         """Renew the live-connections directory (the admin's view, ``realtime.live``): 2 commands, any size.
@@ -121,18 +137,26 @@ class Heartbeat:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        if self.station_check is not None:
+            self.station_check.cancel()
 
 
 _heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Heartbeat] = weakref.WeakKeyDictionary()
 
 
-async def astart_heartbeat() -> Heartbeat:
-    """Start this event loop's heartbeat (its first beat runs at once); idempotent."""
+async def astart_heartbeat(*, monitor_stations: bool = False) -> Heartbeat:
+    """Start this event loop's heartbeat (its first beat runs at once); idempotent.
+
+    ``monitor_stations`` (server processes) adds the dark-station checks; in-process use (tests through
+    ``WebsocketCommunicator``, whose hub starts the heartbeat) runs none unless it asks.
+    """
     loop = asyncio.get_running_loop()
     heartbeat = _heartbeats.get(loop)
     if heartbeat is None:
         heartbeat = _heartbeats[loop] = Heartbeat()
         heartbeat.task = loop.create_task(heartbeat.run_forever(), name="realtime-heartbeat")
+    if monitor_stations and heartbeat.stations is None:
+        heartbeat.stations = StationMonitor()
     return heartbeat
 
 
@@ -154,7 +178,9 @@ def install_daphne_startup() -> bool:
         from realtime.relay import astart_relay  # the outbox relay starts with the heartbeat, on the reactor's loop
 
         loop = asyncio.get_event_loop()
-        _startup_tasks.extend([loop.create_task(astart_heartbeat()), loop.create_task(astart_relay())])
+        _startup_tasks.extend(
+            [loop.create_task(astart_heartbeat(monitor_stations=True)), loop.create_task(astart_relay())]
+        )
 
     reactor.callWhenRunning(start)  # type: ignore[attr-defined]
     return True

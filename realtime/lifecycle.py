@@ -42,7 +42,8 @@ class LifespanShutdown:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await astart_heartbeat()  # presence liveness and the sweep of dead processes start with the process
+                # presence liveness, the sweep of dead processes and the station checks start with the process
+                await astart_heartbeat(monitor_stations=True)
                 await astart_relay()  # so does the outbox relay, on the server's own loop
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

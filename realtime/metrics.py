@@ -42,7 +42,7 @@ CLOSE_CODE_LABELS = frozenset(str(int(c)) for c in (*CloseCode, *_PEER_CLOSE_COD
 OTHER = "other"
 # The handshake counts as the "connect" command; a frame that never parsed into a command counts as "invalid".
 COMMAND_TYPES = frozenset({"connect", "invalid", *MESSAGE_TYPES})
-REDIS_OPS = ("publish", "connections", "command", "directory", "heartbeat", "layer_receive")
+REDIS_OPS = ("publish", "connections", "command", "directory", "heartbeat", "layer_receive", "stations")
 CHANNEL_NAMES = tuple(spec.name for spec in CHANNELS)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

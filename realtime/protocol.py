@@ -363,7 +363,22 @@ def check_user_info(user_info: dict[str, Any], *, max_bytes: int, max_depth: int
         raise InvalidParams(f"user_info is nested deeper than {max_depth} levels", channel=channel)
     if len(encode(user_info).encode()) > max_bytes:
         raise InvalidParams(f"user_info is larger than {max_bytes} bytes", channel=channel)
+    if channel == "kds" and "station" in user_info:
+        check_station_name(user_info["station"])
     return user_info
+
+
+STATION_NAME_MAX_CHARS = 64  # as the kds subscription's ``station`` filter
+
+
+def check_station_name(station: Any) -> str:
+    """A kds screen's declared ``user_info.station``: a non-empty string (any name; only configured active
+    stations raise dark-station alerts, ``realtime.stations``)."""
+    if not isinstance(station, str) or not station.strip() or len(station) > STATION_NAME_MAX_CHARS:
+        raise InvalidParams(
+            f"Invalid user_info.station: a station name of 1 to {STATION_NAME_MAX_CHARS} characters", channel="kds"
+        )
+    return station
 
 
 @dataclass(slots=True, eq=False)
