@@ -54,6 +54,12 @@ DEFAULTS: dict[str, Any] = {
     # (forgotten at once on rt.access_changed; this TTL bounds a lost message or a signal-less update; 0 = off)
     "PRINCIPAL_CACHE_SECONDS": 10.0,
     "PRINCIPAL_CACHE_MAX_ENTRIES": 10_000,
+    # Acknowledged KDS tickets (issue 16): resend an unacknowledged ticket every TIMEOUT seconds, MAX times, then
+    # alert the location's kitchen managers; each process's sweeper looks for due steps every SWEEP seconds
+    "KDS_ACK_TIMEOUT_SECONDS": 15.0,
+    "KDS_ACK_MAX_REDELIVERIES": 3,
+    "KDS_ACK_SWEEP_SECONDS": 1.0,
+    "KDS_ACK_RETENTION_SECONDS": 3600.0,  # a settled ack is remembered this long (duplicate acks succeed)
 }
 
 

@@ -24,7 +24,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
-from realtime import metrics
+from realtime import acks, metrics
 from realtime import redis as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
@@ -149,7 +149,9 @@ async def apublish(
         seq, epoch = await get_history().append(stream, record_json(record))
         appended = time.perf_counter() - started
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
-        await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))
+        message = hub_message(stream, seq, epoch, record, tail)
+        await acks.arecord_if_needed(spec.name, record, message)  # kds tickets await an ack (issue 16)
+        await get_channel_layer().group_send(group_for_stream(stream), message)
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise

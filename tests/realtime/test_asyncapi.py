@@ -111,6 +111,9 @@ def _sample_details(code: ErrorCode) -> dict[str, Any]:
         ErrorCode.CONNECTION_LIMIT: {"limit": 20},
         ErrorCode.METHOD_NOT_ALLOWED: {"allowed": ["POST"]},
         ErrorCode.PAYLOAD_TOO_LARGE: {"limit": 1024},
+        ErrorCode.ACK_NOT_ENABLED: {"subscription_id": "sub-x"},
+        ErrorCode.EVENT_NOT_FOUND: {"event_id": "evt-x"},
+        ErrorCode.EVENT_NOT_IN_SUBSCRIPTION: {"event_id": "evt-x", "subscription_id": "sub-x"},
     }.get(code, {})
 
 
@@ -125,6 +128,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "retry_after_ms": 250,
     "method": "DELETE",
     "allowed": ["GET", "POST"],
+    "event_id": "evt-abc",
 }
 
 

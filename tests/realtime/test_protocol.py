@@ -109,6 +109,7 @@ def test_parse_every_message_type() -> None:
         "presence_leave": {"channel": "orders", "params": {"location_id": "loc-xyz789"}},
         "presence_list": {"channel": "orders", "params": {"location_id": "loc-xyz789"}},
         "authenticate": {"token": "abc"},
+        "ack": {"subscription_id": "sub-abc123", "event_id": "evt-1"},
     }
     assert set(commands) == set(protocol.MESSAGE_TYPES)
     for message_type, fields in commands.items():
