@@ -17,7 +17,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from rest_framework_simplejwt.tokens import AccessToken
 
-from realtime import access_cache, connections, history, live, liveness, presence
+from realtime import access_cache, acks, connections, history, live, liveness, presence
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -74,6 +74,7 @@ def fresh_realtime_state() -> Iterator[None]:
         connections.reset_connection_registry()
         live.reset_directory()
         liveness.reset_liveness()
+        acks.reset_acks()
         access_cache.forget(None)
         caches["login_throttle"].clear()  # login failure counts (in-process without REDIS_URL)
 
