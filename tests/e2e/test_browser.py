@@ -27,6 +27,8 @@ REDIS_URL = os.environ.get("BROWSER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14"
 SCREENSHOT_PATH = support.PROJECT_ROOT / "docs" / "console.png"
 EVENT_TIMEOUT_MS = 15_000
 VIEWPORT = {"width": 1440, "height": 900}
+# Acknowledged KDS tickets resend after 2 s, once, then alert the managers (the defaults would take 60 s).
+SHORT_ACKS = {"REALTIME_KDS_ACK_TIMEOUT_SECONDS": "2", "REALTIME_KDS_ACK_MAX_REDELIVERIES": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gatewa
     redis_url = REDIS_URL if support.redis_reachable(REDIS_URL) else None
     if redis_url:
         support.flush_redis_db(redis_url)
-    with support.running_gateway(tmp_path_factory.mktemp("browser-gateway"), redis_url=redis_url) as running:
+    with support.running_gateway(
+        tmp_path_factory.mktemp("browser-gateway"), redis_url=redis_url, extra_env=SHORT_ACKS
+    ) as running:
         yield running
 
 
@@ -88,6 +92,30 @@ def test_order_saved_elsewhere_appears_live_on_the_console(
     expect(event_line(page, "order.created", order_id)).to_be_visible(timeout=EVENT_TIMEOUT_MS)
     log = page.locator(support.by_test_id("event-log", channel="orders"))
     expect(log.locator(support.by_test_id("event-count"))).to_have_text("1 event")
+
+
+def test_console_shows_each_tickets_ack_state(open_page: Callable[..., Any], gateway: support.Gateway) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in_page(open_page, gateway, "john")  # a kitchen manager: he also gets the unacknowledged alert
+    support.subscribe_on_console(page, "notifications")
+    support.subscribe_on_console(page, "kds", [LOCATION], choices={"ack": ["true"]})
+    for ticket_id in ("tkt-browser-seen", "tkt-browser-lost"):
+        support.publish_over_rest(
+            gateway, "kds", "kds.ticket.created", LOCATION, {"ticket_id": ticket_id, "station": "grill"}
+        )
+
+    seen = event_line(page, "kds.ticket.created", "tkt-browser-seen")
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text("pending", timeout=EVENT_TIMEOUT_MS)
+    seen.locator(support.by_test_id("ack-button")).click()
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text("acked")
+
+    lost = event_line(page, "kds.ticket.created", "tkt-browser-lost").locator(support.by_test_id("ack-state"))
+    expect(lost).to_have_text("redelivery 1", timeout=EVENT_TIMEOUT_MS)
+    expect(lost).to_have_text("unacknowledged", timeout=EVENT_TIMEOUT_MS)
+    expect(event_line(page, "kds.ticket_unacknowledged", "tkt-browser-lost")).to_be_visible()
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text("acked")  # an ack is final
+    expect(event_line(page, "kds.ticket.created", "tkt-browser-lost")).to_have_count(1)  # resends update the line
 
 
 def test_presence_shows_people_joining_and_leaving(open_page: Callable[..., Any], gateway: support.Gateway) -> None:

@@ -26,7 +26,11 @@ TIMEOUT_S = 0.3
 
 @pytest.fixture(autouse=True)
 def short_ack_timeouts(settings: Any) -> None:
-    settings.REALTIME = {"KDS_ACK_TIMEOUT_SECONDS": TIMEOUT_S, "KDS_ACK_MAX_REDELIVERIES": 2, "KDS_ACK_SWEEP_SECONDS": 0.05}
+    settings.REALTIME = {
+        "KDS_ACK_TIMEOUT_SECONDS": TIMEOUT_S,
+        "KDS_ACK_MAX_REDELIVERIES": 2,
+        "KDS_ACK_SWEEP_SECONDS": 0.05,
+    }
 
 
 async def run(fn: Callable[[], Any]) -> Any:
