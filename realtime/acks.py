@@ -420,6 +420,14 @@ def _record_ack_on_ticket(ticket_id: str, user_pk: Any, connection_id: str, acke
 arecord_ack_on_ticket = database_sync_to_async(_record_ack_on_ticket)
 
 
+async def arecord_ack_on_ticket_logged(ticket_id: str, user_pk: Any, connection_id: str, acked_ms: int) -> None:
+    """Write the first ack on its ticket; the ack stands (it is settled in the store) even if the database fails."""
+    try:
+        await arecord_ack_on_ticket(ticket_id, user_pk, connection_id, acked_ms)
+    except Exception:
+        logger.exception("ack of ticket %s settled but not written to the database", ticket_id)
+
+
 # --- Sweeping: redelivery and escalation -----------------------------------------------------------------------
 
 
@@ -481,7 +489,10 @@ async def asweep_once() -> int:
     """Claim what is due and act on it; return how many steps were taken."""
     redeliveries, escalations = await get_acks().claim()
     for redelivery in redeliveries:
-        await aredeliver(redelivery)
+        try:
+            await aredeliver(redelivery)
+        except Exception as exc:  # this step is lost; the entry stays due, so the next step still comes
+            logger.warning("redelivery of %s failed (%s: %s)", redelivery.event_id, type(exc).__name__, exc)
     for escalation in escalations:
         try:
             await aescalate(escalation)

@@ -497,7 +497,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if result is None:  # forgotten between the two calls (retention ran out)
             raise EventNotFound(command.event_id)
         if result.first and entry.ticket_id:
-            await acks.arecord_ack_on_ticket(entry.ticket_id, self.user.pk, self.connection_id, result.acked_ms)
+            await acks.arecord_ack_on_ticket_logged(entry.ticket_id, self.user.pk, self.connection_id, result.acked_ms)
         self.push(
             protocol.response(
                 command.id,
