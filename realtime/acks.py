@@ -1,22 +1,25 @@
 """Acknowledged KDS tickets (issue 16): pending acks, their redelivery and their escalation, shared by every process.
 
 Publishing a ``kds.ticket.created`` or ``kds.ticket.recalled`` records one pending ack per event (``record``), in the
-publish path, whoever publishes. A screen whose ``kds`` subscription asked for ``"ack": true`` answers with an
-``ack`` message (``acknowledge``). Every gateway process runs a sweeper (started with its heartbeat) whose claim is
-one Redis script: each due entry is handed to exactly one process per step, which then either sends the event again
-to every matching ack subscription (``"redelivery": n``, through the stream's layer group) or, after
-``KDS_ACK_MAX_REDELIVERIES``, alerts the location's kitchen managers on ``notifications``. The state lives in Redis
-(or in memory in the single-process mode), so a gateway restart loses nothing.
+publish path, whoever publishes, at every location that has had an ack screen within ``SCREENS_TTL_SECONDS``: a
+location whose screens never ack is not tracked, so its managers are not alerted for every ticket. A screen whose
+``kds`` subscription asked for ``"ack": true`` answers with an ``ack`` message (``acknowledge``). Every gateway
+process runs a sweeper (started with its heartbeat) whose claim is one Redis script: each due entry is handed to
+exactly one process per step, which then either sends the event again to every matching ack subscription
+(``"redelivery": n``, through the stream's layer group) or, after ``KDS_ACK_MAX_REDELIVERIES``, alerts the
+location's kitchen managers on ``notifications``. The state lives in Redis (or in memory in the single-process
+mode), so a gateway restart loses nothing.
 
 An escalation is claimed with a lease (``ESCALATION_LEASE_SECONDS``) and finished once its alerts are published: a
 process killed in between leaves the lease to run out, and another process escalates instead.
 
 Key layout (``P`` = ``REDIS_PREFIX``; all deadlines are ms of the Redis server's ``TIME``)::
 
-    P:acks:due        zset  event_id -> when its next step is due
-    P:acks:e:<id>     hash  ticket_id, station, location_id, stream, message (the hub message JSON), created_ms,
-                            redeliveries, state (pending | escalating | escalated | acked),
-                            acked_ms, acked_by, acked_connection
+    P:acks:screens:<loc>  string  present while the location has had an ack screen within SCREENS_TTL_SECONDS
+    P:acks:due            zset    event_id -> when its next step is due
+    P:acks:e:<id>         hash    ticket_id, station, location_id, message (the hub message JSON), created_ms,
+                                  redeliveries, state (pending | escalating | escalated | acked),
+                                  acked_ms, acked_by, acked_connection
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +50,9 @@ ESCALATION_LEASE_SECONDS = 30.0
 CLAIM_MAX_ENTRIES = 100
 """Due entries claimed per sweep at most, so one sweep never blocks Redis for long; the rest go next sweep."""
 REDELIVERY_MESSAGE_TYPE = "rt.redelivery"
+SCREENS_TTL_SECONDS = 3600
+"""A location's tickets are tracked while it has had an ack subscription within this time (renewed by sweepers)."""
+SCREENS_REFRESH_SECONDS = 60.0
 
 
 def needs_ack(channel: str, event: str) -> bool:
@@ -102,10 +109,15 @@ def retention_seconds() -> int:
 
 
 class AckStore(Protocol):
+    async def mark_screens(self, location_ids: Iterable[str]) -> None:
+        """These locations have ack screens: track their tickets for ``SCREENS_TTL_SECONDS`` from now."""
+        ...
+
     async def record(
         self, event_id: str, *, ticket_id: str, station: str, location_id: str, message: dict[str, Any]
-    ) -> None:
-        """Remember an event awaiting acknowledgement, due after ``KDS_ACK_TIMEOUT_SECONDS``; idempotent."""
+    ) -> bool:
+        """Remember an event awaiting acknowledgement, due after ``KDS_ACK_TIMEOUT_SECONDS``, if its location has
+        ack screens; idempotent. True when it was recorded now."""
         ...
 
     async def lookup(self, event_id: str) -> PendingAck | None: ...
@@ -133,12 +145,21 @@ class MemoryAcks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
+        self._screens: dict[str, int] = {}  # location -> until (ms)
+
+    async def mark_screens(self, location_ids: Iterable[str]) -> None:
+        until = _now_ms() + SCREENS_TTL_SECONDS * 1000
+        with self._lock:
+            for location_id in location_ids:
+                self._screens[location_id] = until
 
     async def record(
         self, event_id: str, *, ticket_id: str, station: str, location_id: str, message: dict[str, Any]
-    ) -> None:
+    ) -> bool:
         now = _now_ms()
         with self._lock:
+            if self._screens.get(location_id, 0) < now or event_id in self._entries:
+                return False
             self._expire(now)
             self._entries.setdefault(
                 event_id,
@@ -154,6 +175,7 @@ class MemoryAcks:
                     "expires": now + retention_seconds() * 1000,
                 },
             )
+            return True
 
     def _expire(self, now: int) -> None:
         for event_id in [k for k, v in self._entries.items() if v["expires"] < now]:
@@ -223,6 +245,7 @@ _RECORD = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local key = ARGV[1] .. ':acks:e:' .. ARGV[2]
+if redis.call('EXISTS', ARGV[1] .. ':acks:screens:' .. ARGV[5]) == 0 then return 0 end
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('HSET', key, 'ticket_id', ARGV[3], 'station', ARGV[4], 'location_id', ARGV[5], 'message', ARGV[6],
   'created_ms', now, 'redeliveries', 0, 'state', 'pending')
@@ -294,10 +317,16 @@ class RedisAcks:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
+    async def mark_screens(self, location_ids: Iterable[str]) -> None:
+        pipe = shared_redis.client().pipeline(transaction=False)
+        for location_id in location_ids:
+            pipe.set(f"{self.prefix}:acks:screens:{location_id}", 1, ex=SCREENS_TTL_SECONDS)
+        await pipe.execute()
+
     async def record(
         self, event_id: str, *, ticket_id: str, station: str, location_id: str, message: dict[str, Any]
-    ) -> None:
-        await shared_redis.script(_RECORD)(
+    ) -> bool:
+        recorded = await shared_redis.script(_RECORD)(
             args=[
                 self.prefix,
                 event_id,
@@ -309,6 +338,7 @@ class RedisAcks:
                 retention_seconds(),
             ]
         )
+        return bool(recorded)
 
     async def lookup(self, event_id: str) -> PendingAck | None:
         raw = await shared_redis.client().hgetall(f"{self.prefix}:acks:e:{event_id}")
@@ -386,6 +416,23 @@ def get_acks() -> AckStore:
 def reset_acks() -> None:
     global _store
     _store = None
+
+
+# --- Ack screens: which locations' tickets are tracked -----------------------------------------------------------
+
+_screens: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+async def atrack_screen(connection: Any, location_ids: Iterable[str]) -> None:
+    """A connection subscribed with ack: its locations' tickets are tracked from now, renewed while it is open."""
+    locations = frozenset(location_ids)
+    _screens[connection] = _screens.get(connection, frozenset()) | locations
+    await get_acks().mark_screens(locations)
+
+
+def screen_locations() -> set[str]:
+    """The locations of this process's open connections that subscribed with ack (closed ones are skipped)."""
+    return {loc for conn, locs in list(_screens.items()) if not getattr(conn, "closing", False) for loc in locs}
 
 
 # --- Recording (the publish path) ------------------------------------------------------------------------------
@@ -504,8 +551,15 @@ async def asweep_once() -> int:
 async def arun_sweeper() -> None:
     """Sweep every ``KDS_ACK_SWEEP_SECONDS`` for as long as the event loop runs."""
     failing = False
+    loop = asyncio.get_running_loop()
+    renewed = loop.time()
     while True:
         try:
+            if loop.time() - renewed >= SCREENS_REFRESH_SECONDS:
+                renewed = loop.time()
+                locations = screen_locations()
+                if locations:
+                    await get_acks().mark_screens(locations)
             await asweep_once()
         except asyncio.CancelledError:
             raise

@@ -366,6 +366,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             params=subscription.params,
             **extra,
         )
+        if protocol.wants_acks(subscription):  # this location's tickets are tracked from now (issue 16)
+            await acks.atrack_screen(self, request.scope_ids)
         self.push_text(protocol.encode(reply))
         self._flush_replay_and_pending(subscription)
 

@@ -137,7 +137,9 @@ async def test_an_ack_on_one_process_stops_redelivery_on_both(gateways, shared_r
 
 async def test_pending_acks_survive_a_gateway_restart(gateways, shared_redis):
     first = gateways(shared_redis, **SHORT_ACKS)
+    screen, _ = await ack_screen(first)
     publish_ticket(first, login(first, "john"), "tkt-restart")
+    await screen.next_of("event", timeout=3)
     first.stop()  # SIGTERM before the ticket was due: nobody is left to sweep it
     second = gateways(shared_redis, **SHORT_ACKS)
     john = await alerts_for(second)

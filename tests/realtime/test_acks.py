@@ -178,6 +178,22 @@ async def test_only_ticket_created_and_recalled_await_an_ack(token_for: Any) -> 
         assert (await ack(john, sub, recalled["event_id"]))["success"] is True
 
 
+async def test_a_location_without_ack_screens_is_not_tracked(token_for: Any) -> None:
+    """Managers of a kitchen whose screens never ack are not alerted for every ticket."""
+    async with open_client(token_for("john")) as john:
+        alerts = await john.subscribe("notifications", {})
+        assert alerts["success"] is True
+        await subscribe(john)  # a screen without ack
+        await new_ticket()
+        event = await next_event(john)
+        sub = await subscribe(john, ack=True)  # an ack screen arrives after that ticket
+        assert (await ack(john, sub, event["event_id"]))["code"] == "event_not_found"
+        await john.subscribe("kds", {"location_id": UPTOWN}, "plain-uptown")
+        await new_ticket(location=UPTOWN)  # Uptown has no ack screen at all
+        await next_event(john)
+        assert await john.nothing(TIMEOUT_S * 4)  # no redelivery, no alert
+
+
 # --- The Redis store: one decision per step, whoever asks -----------------------------------------------------
 
 
@@ -193,6 +209,8 @@ def redis_acks(redis_url: str, settings: Any) -> Iterator[None]:
 async def test_racing_claims_take_each_step_exactly_once(redis_acks: None) -> None:
     store = acks.RedisAcks("rtgw-acks-test")
     message = {"group": "g", "tail": "{}", "event": "kds.ticket.created", "fields": {}}
+    assert not await store.record("evt-x", ticket_id="t", station="grill", location_id=DOWNTOWN, message=message)
+    await store.mark_screens([DOWNTOWN])  # only locations with ack screens are tracked
     for i in range(20):
         await store.record(f"evt-{i}", ticket_id=f"t{i}", station="grill", location_id=DOWNTOWN, message=message)
     await store.record("evt-0", ticket_id="other", station="x", location_id=UPTOWN, message=message)  # idempotent
@@ -228,6 +246,7 @@ async def test_an_escalation_whose_process_died_is_taken_over_after_the_lease(
     monkeypatch.setattr(acks, "ESCALATION_LEASE_SECONDS", 0.2)
     store = acks.RedisAcks("rtgw-acks-lease")
     message = {"group": "g", "tail": "{}", "event": "kds.ticket.created", "fields": {}}
+    await store.mark_screens([DOWNTOWN])
     await store.record("evt-a", ticket_id="t", station="grill", location_id=DOWNTOWN, message=message)
     await asyncio.sleep(TIMEOUT_S * 3 + 0.1)
     for _ in range(3):
