@@ -508,9 +508,17 @@ async def aredeliver(redelivery: Redelivery) -> None:
     await get_channel_layer().group_send(message["group"], message)
 
 
-async def aescalate(escalation: Escalation) -> None:
-    """Alert each kitchen manager of the location, flag the ticket, and settle the entry."""
+async def aescalate(escalation: Escalation, managers: dict[str, list[str]] | None = None) -> None:
+    """Alert each kitchen manager of the location, flag the ticket, and settle the entry.
+
+    ``managers`` caches each location's managers for one sweep: a kitchen whose screens all died escalates many
+    tickets at once, and each must be done well within the lease.
+    """
     from realtime.publishing import apublish
+
+    managers = {} if managers is None else managers
+    if escalation.location_id not in managers:
+        managers[escalation.location_id] = await amanagers_of(escalation.location_id)
 
     data = {
         "ticket_id": escalation.ticket_id or None,
@@ -518,7 +526,7 @@ async def aescalate(escalation: Escalation) -> None:
         "location_id": escalation.location_id,
         "age_seconds": round(escalation.age_seconds, 1),
     }
-    for user_id in await amanagers_of(escalation.location_id):
+    for user_id in managers[escalation.location_id]:
         await apublish("notifications", "kds.ticket_unacknowledged", user_id=user_id, data=data, source="python")
     if escalation.ticket_id:
         await aflag_unacknowledged(escalation.ticket_id)
@@ -540,9 +548,10 @@ async def asweep_once() -> int:
             await aredeliver(redelivery)
         except Exception as exc:  # this step is lost; the entry stays due, so the next step still comes
             logger.warning("redelivery of %s failed (%s: %s)", redelivery.event_id, type(exc).__name__, exc)
+    managers: dict[str, list[str]] = {}
     for escalation in escalations:
         try:
-            await aescalate(escalation)
+            await aescalate(escalation, managers)
         except Exception:  # the lease runs out and a process (perhaps this one) escalates again
             logger.exception("escalation of %s failed; retried after the lease", escalation.event_id)
     return len(redeliveries) + len(escalations)
