@@ -337,6 +337,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         request = protocol.prepare_subscription(command.channel, command.params, user_id=self.user_id)
         self.state.check_room()
         await aauthorize(self.user, request.spec, request.scope_ids)
+        if request.params.get("ack") is True:  # this location's tickets await acks from now on (issue 16)
+            await acks.atrack_screen(self, request.scope_ids)
         subscription, to_join = self.state.add(request)
         subscription.pending = []  # events that arrive before the response wait behind it
         try:
@@ -366,8 +368,6 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             params=subscription.params,
             **extra,
         )
-        if protocol.wants_acks(subscription):  # this location's tickets are tracked from now (issue 16)
-            await acks.atrack_screen(self, request.scope_ids)
         self.push_text(protocol.encode(reply))
         self._flush_replay_and_pending(subscription)
 
