@@ -194,6 +194,29 @@ async def test_a_location_without_ack_screens_is_not_tracked(token_for: Any) -> 
         assert await john.nothing(TIMEOUT_S * 4)  # no redelivery, no alert
 
 
+async def test_ack_frames_match_the_asyncapi_document(token_for: Any) -> None:
+    """The ack message, its response, its errors and a redelivered event, as the live consumer sends them."""
+    from tests.realtime.test_asyncapi import matching_messages, payload_validator
+
+    async with open_client(token_for("kim")) as kim:
+        sub = await subscribe(kim, ack=True)
+        await new_ticket()
+        created = await next_event(kim)
+        redelivered = await next_event(kim, TIMEOUT_S * 4)
+        message = {"type": "ack", "id": "a1", "subscription_id": sub, "event_id": created["event_id"]}
+        assert list(payload_validator("ack").iter_errors(message)) == []
+        frames = [
+            created,
+            redelivered,
+            await kim.request(message),
+            await ack(kim, sub, "evt-nope", "e1"),
+            await ack(kim, "sub-nope", "evt-nope", "e2"),
+        ]
+    assert redelivered["redelivery"] == 1
+    expected = ["event.kds", "event.kds", "reply.AckResponse", "error.event_not_found", "error.subscription_not_found"]
+    assert [matching_messages(frame) for frame in frames] == [[key] for key in expected]
+
+
 # --- The Redis store: one decision per step, whoever asks -----------------------------------------------------
 
 
