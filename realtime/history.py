@@ -19,8 +19,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.streams import StreamPosition
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,13 @@ def judge_coverage(*, epoch: str, last_seq: int, after: int, client_epoch: str |
 
 
 class HistoryStore(Protocol):
-    async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+    async def append(self, stream: str, record: str) -> StreamPosition:
+        """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
-    async def position(self, stream: str) -> tuple[str, int]: ...
+    async def position(self, stream: str) -> StreamPosition:
+        """Where the stream stands now (seq 0 and no epoch when it has no history)."""
 
 
 def _new_epoch() -> str:
@@ -65,7 +68,7 @@ class MemoryHistory:
         self._seq: dict[str, int] = {}
         self._events: dict[str, deque[tuple[int, float, str]]] = {}
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         with self._lock:
             seq = self._seq.get(stream, 0) + 1
             self._seq[stream] = seq
@@ -73,11 +76,11 @@ class MemoryHistory:
             if events is None:
                 events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
             events.append((seq, time.time(), record))
-        return seq, self._epoch
+        return StreamPosition(seq, self._epoch)
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         with self._lock:
-            return self._epoch, self._seq.get(stream, 0)
+            return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
@@ -120,7 +123,7 @@ class RedisHistory:
         base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
@@ -131,14 +134,14 @@ class RedisHistory:
                 int(time.time() * 1000),
             ],
         )
-        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         seq_key, _, epoch_key = self._keys(stream)
         epoch, seq = await shared_redis.client().mget(epoch_key, seq_key)
         if epoch is None:
-            return "", 0
-        return epoch.decode(), int(seq or 0)
+            return StreamPosition(0, "")
+        return StreamPosition(int(seq or 0), epoch.decode())
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)

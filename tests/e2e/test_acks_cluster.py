@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.servers import Gateway, http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import Gateway
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 AT = "loc-xyz789"

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from locations.models import KitchenTicket, Location
 from realtime import acks
 from realtime.publishing import apublish
-from tests.conftest import Client, open_client
+from tests.support.asgi import Client, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -221,15 +221,15 @@ async def test_ack_frames_match_the_asyncapi_document(token_for: Any) -> None:
 
 
 @pytest.fixture
-def redis_acks(redis_url: str, settings: Any) -> Iterator[None]:
+def redis_acks(redis_url: str, settings: Any) -> Iterator[str]:
     settings.REDIS_URL = redis_url
     acks.reset_acks()
-    yield
+    yield redis_url
     acks.reset_acks()
 
 
 @pytest.mark.redis
-async def test_racing_claims_take_each_step_exactly_once(redis_acks: None) -> None:
+async def test_racing_claims_take_each_step_exactly_once(redis_acks: str) -> None:
     store = acks.RedisAcks("rtgw-acks-test")
     message = {"group": "g", "tail": "{}", "event": "kds.ticket.created", "fields": {}}
     assert not await store.record("evt-x", ticket_id="t", station="grill", location_id=DOWNTOWN, message=message)
@@ -257,14 +257,14 @@ async def test_racing_claims_take_each_step_exactly_once(redis_acks: None) -> No
     assert await store.claim() == ([], [])
     entry = await store.lookup("evt-1")
     assert entry is not None and entry.state == "escalated"
-    client = redis.Redis.from_url(acks.shared_redis.settings.REDIS_URL)
+    client = redis.Redis.from_url(redis_acks)
     assert client.zcard("rtgw-acks-test:acks:due") == 0
     client.close()
 
 
 @pytest.mark.redis
 async def test_an_escalation_whose_process_died_is_taken_over_after_the_lease(
-    redis_acks: None, monkeypatch: pytest.MonkeyPatch
+    redis_acks: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(acks, "ESCALATION_LEASE_SECONDS", 0.2)
     store = acks.RedisAcks("rtgw-acks-lease")
