@@ -80,8 +80,10 @@ class KitchenTicketAdmin(admin.ModelAdmin):
     @admin.display(description="Acknowledged")
     def ack_state(self, ticket: KitchenTicket) -> str:
         """What a kitchen manager asks first (issue 16): did a screen show it, and who saw it."""
-        if ticket.acked_at is not None:
-            late = " (after the managers were alerted)" if ticket.unacknowledged_at else ""
+        alerted = ticket.unacknowledged_at
+        # Both times are kept: an ack older than the alert was of an earlier event (a recall nobody acked since).
+        if ticket.acked_at is not None and (alerted is None or ticket.acked_at >= alerted):
+            late = " (after the managers were alerted)" if alerted else ""
             who = ticket.acked_by.get_username() if ticket.acked_by is not None else "a deleted user"
             return f"acked by {who}{late}"
         if ticket.unacknowledged_at is not None:

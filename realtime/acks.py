@@ -456,10 +456,11 @@ async def arecord_if_needed(channel: str, record: dict[str, Any], message: dict[
 
 
 def _record_ack_on_ticket(ticket_id: str, user_pk: Any, connection_id: str, acked_ms: int) -> int:
+    """The first ack of each event (created, then perhaps recalled) is the ticket's latest acknowledgement."""
     from locations.models import KitchenTicket
 
     acked_at = datetime.fromtimestamp(acked_ms / 1000, tz=UTC)
-    return KitchenTicket.objects.filter(public_id=ticket_id, acked_at__isnull=True).update(
+    return KitchenTicket.objects.filter(public_id=ticket_id).update(
         acked_at=acked_at, acked_by_id=user_pk, acked_connection=connection_id
     )
 
@@ -489,13 +490,13 @@ def _managers_of(location_id: str) -> list[str]:
 
 
 def _flag_unacknowledged(ticket_id: str) -> int:
+    """Flag the ticket: its latest event went unacknowledged after every redelivery."""
     from django.utils import timezone
 
     from locations.models import KitchenTicket
 
-    return KitchenTicket.objects.filter(
-        public_id=ticket_id, acked_at__isnull=True, unacknowledged_at__isnull=True
-    ).update(unacknowledged_at=timezone.now())
+    # Also after an earlier event of the ticket was acked (a recall nobody acked): the admin compares the two times.
+    return KitchenTicket.objects.filter(public_id=ticket_id).update(unacknowledged_at=timezone.now())
 
 
 amanagers_of = database_sync_to_async(_managers_of)

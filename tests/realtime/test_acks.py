@@ -154,6 +154,31 @@ async def test_unacked_ticket_is_redelivered_to_ack_subscriptions_only_then_esca
         assert ticket.acked_by_id == world["kim"].pk
 
 
+async def test_a_recall_nobody_acks_flags_a_ticket_whose_creation_was_acked(token_for: Any) -> None:
+    async with open_client(token_for("kim")) as kim:
+        sub = await subscribe(kim, ack=True)
+        ticket = await new_ticket()
+        created = await next_event(kim)
+        assert (await ack(kim, sub, created["event_id"]))["success"] is True
+
+        def recall() -> None:
+            ticket.refresh_from_db()  # a stale full save would write the old (empty) ack fields back
+            ticket.status = "recalled"
+            ticket.save()
+
+        await run(recall)
+        recalled = await next_event(kim)
+        assert recalled["event"] == "kds.ticket.recalled"
+        assert [(await next_event(kim, TIMEOUT_S * 4))["redelivery"] for _ in range(2)] == [1, 2]
+        for _ in range(40):
+            await ticket.arefresh_from_db()
+            if ticket.unacknowledged_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert ticket.acked_at is not None and ticket.unacknowledged_at is not None
+        assert ticket.acked_at < ticket.unacknowledged_at
+
+
 async def test_station_filtered_ack_subscription_sees_only_its_stations_redeliveries(token_for: Any) -> None:
     async with open_client(token_for("kim")) as kim:
         grill = await subscribe(kim, ack=True, station="grill")
