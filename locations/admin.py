@@ -64,10 +64,31 @@ class TableAdmin(admin.ModelAdmin):
 
 @admin.register(KitchenTicket)
 class KitchenTicketAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "location", "station", "status", "created_at"]
-    list_filter = ["location", "station", "status"]
+    list_display = ["public_id", "location", "station", "status", "created_at", "ack_state", "acked_by", "acked_at"]
+    list_filter = ["location", "station", "status", ("acked_at", admin.EmptyFieldListFilter), "unacknowledged_at"]
     search_fields = ["public_id", "station"]
-    readonly_fields = ["public_id", "created_at"]
+    readonly_fields = [
+        "public_id",
+        "created_at",
+        "ack_state",
+        "acked_at",
+        "acked_by",
+        "acked_connection",
+        "unacknowledged_at",
+    ]
+
+    @admin.display(description="Acknowledged")
+    def ack_state(self, ticket: KitchenTicket) -> str:
+        """What a kitchen manager asks first (issue 16): did a screen show it, and who saw it."""
+        alerted = ticket.unacknowledged_at
+        # Both times are kept: an ack older than the alert was of an earlier event (a recall nobody acked since).
+        if ticket.acked_at is not None and (alerted is None or ticket.acked_at >= alerted):
+            late = " (after the managers were alerted)" if alerted else ""
+            who = ticket.acked_by.get_username() if ticket.acked_by is not None else "a deleted user"
+            return f"acked by {who}{late}"
+        if ticket.unacknowledged_at is not None:
+            return "unacknowledged: managers alerted"
+        return "-"
 
 
 @admin.register(Station)

@@ -80,6 +80,12 @@ class Tunables(BaseSettings):
     KDS_DARK_STATION_SECONDS: float = 30.0
     KDS_STATION_CHECK_SECONDS: float = 2.0
     KDS_STATION_LIST_CACHE_SECONDS: float = 10.0
+    # Acknowledged KDS tickets (issue 16): resend an unacknowledged ticket every TIMEOUT seconds, MAX times, then
+    # alert the location's kitchen managers; each process's sweeper looks for due steps every SWEEP seconds
+    KDS_ACK_TIMEOUT_SECONDS: float = 15.0
+    KDS_ACK_MAX_REDELIVERIES: int = 3
+    KDS_ACK_SWEEP_SECONDS: float = 1.0
+    KDS_ACK_RETENTION_SECONDS: float = 3600.0  # a settled ack is remembered this long (duplicate acks succeed)
 
     @classmethod
     def settings_customise_sources(

@@ -21,7 +21,7 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import delivery, expiry, live, metrics, presence, protocol
+from realtime import acks, delivery, expiry, live, metrics, presence, protocol
 from realtime import redis_client as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
@@ -32,6 +32,7 @@ from realtime.errors import (
     CloseCode,
     ConnectionLimit,
     Disconnected,
+    EventNotFound,
     Forbidden,
     InternalError,
     InvalidMessage,
@@ -322,6 +323,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         request = protocol.prepare_subscription(command.channel, command.params, user_id=self.user_id)
         self.state.check_room()
         await aauthorize(self.user, request.spec, request.scope_ids)
+        if request.params.get("ack") is True:  # this location's tickets await acks from now on (issue 16)
+            await acks.atrack_screen(self, request.scope_ids)
         subscription, to_join = self.state.add(request)
         subscription.cursor.hold()  # events that arrive before the response wait behind it
         try:
@@ -461,6 +464,33 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self._watch_token_expiry(identity.expires_at)
         self.push(protocol.response(command.id, user_id=self.user_id, expires_at=identity.expires_at))
 
+    async def handle_ack(self, command: protocol.Ack) -> None:
+        """A screen saw a kds event (issue 16): settle its pending ack, record the first on the ticket."""
+        subscription = self.state.get(command.subscription_id)
+        store = acks.get_acks()
+        entry = await store.lookup(command.event_id) if protocol.wants_acks(subscription) else None
+        protocol.check_ack(
+            subscription,
+            command.event_id,
+            location_id=entry.location_id if entry is not None else None,
+            station=entry.station if entry is not None else None,
+        )
+        assert entry is not None
+        result = await store.acknowledge(command.event_id, user_id=self.user_id, connection_id=self.connection_id)
+        if result is None:  # forgotten between the two calls (retention ran out)
+            raise EventNotFound(command.event_id)
+        if result.first and entry.ticket_id:
+            await acks.arecord_ack_on_ticket_logged(entry.ticket_id, self.user.pk, self.connection_id, result.acked_ms)
+        self.push(
+            protocol.response(
+                command.id,
+                subscription_id=subscription.id,
+                event_id=command.event_id,
+                acked_at=protocol.iso_from_ms(result.acked_ms),
+                duplicate=not result.first,
+            )
+        )
+
     handlers: dict[type, Callable[[Any, Any], Awaitable[None]]] = {
         protocol.Subscribe: handle_subscribe,
         protocol.Unsubscribe: handle_unsubscribe,
@@ -471,6 +501,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         protocol.PresenceLeave: handle_presence_leave,
         protocol.PresenceList: handle_presence_list,
         protocol.Authenticate: handle_authenticate,
+        protocol.Ack: handle_ack,
     }
 
     # Called by the hub: no awaiting, no database ---------------------------------------------------------------
@@ -509,6 +540,18 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             self.push_text(frame)
         if subscription.id in self.state.subscriptions:
             self._flush_replay_and_pending(subscription)
+
+    def deliver_redelivery(self, message: dict[str, Any]) -> None:
+        """An unacknowledged kds event again (``realtime.acks``): ack subscriptions only, past the seq dedupe."""
+        if self.closing:
+            return
+        for subscription in self.state.by_group.get(message["group"], ()):
+            if (
+                protocol.wants_acks(subscription)
+                and subscription.cursor.pending is None  # not while subscribing or filling a gap
+                and subscription.matcher.matches(message["event"], message["fields"])
+            ):
+                self.push_text(protocol.redelivery_frame(subscription, message["tail"], message["redelivery"]))
 
     def deliver_presence(self, message: dict[str, Any]) -> None:
         if not self.closing:

@@ -30,6 +30,10 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
     DISCONNECTED = "disconnected"
+    # Acknowledged KDS tickets (issue 16)
+    ACK_NOT_ENABLED = "ack_not_enabled"
+    EVENT_NOT_FOUND = "event_not_found"
+    EVENT_NOT_IN_SUBSCRIPTION = "event_not_in_subscription"
     # REST only
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -205,6 +209,40 @@ class Disconnected(ProtocolError):
     code = ErrorCode.DISCONNECTED
     default_message = "Disconnected by an operator"
     close_code = CloseCode.DISCONNECTED
+
+
+class AckNotEnabled(ProtocolError):
+    """An ack on a subscription that did not ask for acknowledgements (``"ack": true``)."""
+
+    code = ErrorCode.ACK_NOT_ENABLED
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(
+            f"Subscription '{subscription_id}' was not made with \"ack\": true", subscription_id=subscription_id
+        )
+
+
+class EventNotFound(ProtocolError):
+    """No event awaiting acknowledgement has this id (never one, or forgotten after KDS_ACK_RETENTION_SECONDS)."""
+
+    code = ErrorCode.EVENT_NOT_FOUND
+    http_status = 404
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"No event awaiting acknowledgement has id '{event_id}'", event_id=event_id)
+
+
+class EventNotInSubscription(ProtocolError):
+    """The event belongs to a location (or station) this subscription does not receive."""
+
+    code = ErrorCode.EVENT_NOT_IN_SUBSCRIPTION
+
+    def __init__(self, event_id: str, subscription_id: str) -> None:
+        super().__init__(
+            f"Event '{event_id}' is not delivered to subscription '{subscription_id}' (another location or station)",
+            event_id=event_id,
+            subscription_id=subscription_id,
+        )
 
 
 class NotFound(ProtocolError):

@@ -27,7 +27,7 @@ import logging
 import sys
 import weakref
 
-from realtime import live, metrics
+from realtime import acks, live, metrics
 from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
 from realtime.liveness import get_liveness
@@ -155,6 +155,7 @@ async def astart_heartbeat(*, monitor_stations: bool = False) -> Heartbeat:
     if heartbeat is None:
         heartbeat = _heartbeats[loop] = Heartbeat()
         heartbeat.task = loop.create_task(heartbeat.run_forever(), name="realtime-heartbeat")
+        acks.start_sweeper(loop)  # redelivery and escalation of KDS acks (issue 16) live as long as the heartbeat
     if monitor_stations and heartbeat.stations is None:
         heartbeat.stations = StationMonitor()
     return heartbeat

@@ -35,6 +35,8 @@ class Member(Protocol):
 
     def deliver_presence(self, message: dict[str, Any]) -> None: ...
 
+    def deliver_redelivery(self, message: dict[str, Any]) -> None: ...
+
     def on_access_changed(self) -> None: ...
 
     async def close_for_restart(self, code: int) -> None: ...
@@ -54,6 +56,7 @@ class Hub:
             "rt.event": self._on_event,
             "rt.events": self._on_events,
             "rt.presence": self._on_presence,
+            "rt.redelivery": self._on_redelivery,
             "rt.access_changed": self._on_access_changed,
             "rt.disconnect": self._on_disconnect,
         }
@@ -154,6 +157,11 @@ class Hub:
     def _on_presence(self, message: dict[str, Any]) -> None:
         for member in tuple(self.members.get(message["group"], ())):
             member.deliver_presence(message)
+
+    def _on_redelivery(self, message: dict[str, Any]) -> None:
+        """An unacknowledged KDS event sent again (``realtime.acks``): only ack subscriptions take it."""
+        for member in tuple(self.members.get(message["group"], ())):
+            member.deliver_redelivery(message)
 
     def _on_access_changed(self, message: dict[str, Any]) -> None:
         user_ids = message.get("user_ids")

@@ -33,7 +33,10 @@ from pydantic import (
 
 from realtime.delivery import Cursor
 from realtime.errors import (
+    AckNotEnabled,
     ChannelNotFound,
+    EventNotFound,
+    EventNotInSubscription,
     InvalidMessage,
     InvalidParams,
     ProtocolError,
@@ -75,6 +78,11 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 def now_iso() -> str:
     """UTC now as ISO 8601 with a ``Z``: every time on the wire but ``expires_at`` (the JWT's epoch seconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_from_ms(ms: int) -> str:
+    """Epoch milliseconds (a Redis ``TIME``) in the wire's ISO 8601 form."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode(frame: Mapping[str, Any]) -> str:
@@ -151,6 +159,14 @@ class Authenticate(Message):
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
+class Ack(Message):
+    """A screen saw a kds event of an ack subscription (issue 16)."""
+
+    type: Literal["ack"]
+    subscription_id: ShortText
+    event_id: ShortText
+
+
 Command = (
     Subscribe
     | Unsubscribe
@@ -161,6 +177,7 @@ Command = (
     | PresenceLeave
     | PresenceList
     | Authenticate
+    | Ack
 )
 MESSAGE_TYPES: dict[str, type[Message]] = {
     model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
@@ -174,6 +191,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         PresenceLeave,
         PresenceList,
         Authenticate,
+        Ack,
     )
 }
 
@@ -471,6 +489,41 @@ class ConnectionState:
 
     def listing(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.subscriptions.values()]
+
+    def get(self, subscription_id: str) -> Subscription:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise SubscriptionNotFound(subscription_id)
+        return subscription
+
+
+# --- Acknowledged KDS tickets (issue 16) ----------------------------------------------------------------------
+
+
+def wants_acks(subscription: Subscription) -> bool:
+    return subscription.params.get("ack") is True
+
+
+def check_ack(subscription: Subscription, event_id: str, *, location_id: str | None, station: str | None) -> None:
+    """May this subscription ack that event? ``location_id`` is None when no such event awaits an ack.
+
+    Order matters: a subscription without ack learns nothing about event ids; another location's event is refused
+    before anything is written.
+    """
+    if not wants_acks(subscription):
+        raise AckNotEnabled(subscription.id)
+    if location_id is None:
+        raise EventNotFound(event_id)
+    if subscription.spec.stream(location_id) not in subscription.streams:
+        raise EventNotInSubscription(event_id, subscription.id)
+    wanted = subscription.params.get("station")
+    if wanted is not None and station != wanted:
+        raise EventNotInSubscription(event_id, subscription.id)
+
+
+def redelivery_frame(subscription: Subscription, tail: str, redelivery: int) -> str:
+    """The event frame sent again, with ``"redelivery": n`` before the shared tail."""
+    return f'{subscription.frame_prefix}"redelivery":{int(redelivery)},{tail}'
 
 
 # --- Server -> client frames ---------------------------------------------------------------------------------

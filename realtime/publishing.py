@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from realtime import metrics
+from realtime import acks, metrics
 from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
@@ -182,6 +182,8 @@ def announce_for(stream: str, events: Sequence[PreparedEvent]) -> Announce | Non
     Packed as the layer's msgpack serializer packs a dict: a map of the static fields (``packb`` in C, its header
     counting the three the script appends: seq, epoch, tail).
     """
+    if any(acks.needs_ack(event.spec.name, event.record["event"]) for event in events):
+        return None  # a ticket awaiting an ack is recorded after its append and before it is sent (realtime.acks)
     group = group_for_stream(stream)
     channel = layer_channel_for(group)
     if channel is None:
@@ -287,7 +289,9 @@ async def _deliver(
         messages = []
         for event, where in fresh:
             tail = envelope_tail(event.spec.name, stream, where.seq, where.epoch, event.record)
-            messages.append(hub_message(stream, where.seq, where.epoch, event.record, tail))
+            message = hub_message(stream, where.seq, where.epoch, event.record, tail)
+            await acks.arecord_if_needed(event.spec.name, event.record, message)  # before it is sent: see acks
+            messages.append(message)
         if len(messages) == 1:
             await get_channel_layer().group_send(group, messages[0])
         else:  # one channel-layer message (one Redis PUBLISH) for all of them; each hub fans them out in order

@@ -72,6 +72,8 @@ class OrdersParams(LocationParams):
 
 class KdsParams(LocationParams):
     station: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    # Ask for acknowledgements (issue 16): each kds.ticket.created/recalled must be acked, or it is sent again.
+    ack: bool | None = None
 
 
 class InventoryParams(LocationParams):

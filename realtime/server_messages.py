@@ -78,6 +78,17 @@ class UnsubscribeResponse(Reply):
     message: Literal["Unsubscribed successfully"]
 
 
+class AckResponse(Reply):
+    """The answer to ``ack``; a duplicate ack is a success too, with ``duplicate`` true and the first ack's time."""
+
+    type: Literal["response"]
+    success: Literal[True]
+    subscription_id: str
+    event_id: str
+    acked_at: str = Field(description="When the event was first acknowledged (by any screen): ISO 8601, UTC.")
+    duplicate: bool = Field(description="True when the event had been acknowledged before.")
+
+
 class UnsubscribeAllResponse(Reply):
     type: Literal["response"]
     success: Literal[True]
@@ -168,6 +179,11 @@ def event_model(spec: ChannelSpec) -> type[Frame]:
         "timestamp": (str, ...),
         "data": (dict[str, Any], Field(description="The publisher's payload.")),
     }
+    if spec.name == "kds":  # issue 16: an unacknowledged ticket sent again to ack subscriptions
+        fields["redelivery"] = (
+            int | None,
+            Field(default=None, ge=1, description="Only on ack subscriptions: the n-th resend of an unacked event."),
+        )
     doc = f"An event of `{spec.name}`: {spec.description}"
     return create_model(f"{_title(spec.name)}Event", __base__=Frame, __doc__=doc, **fields)  # type: ignore[no-any-return]
 
@@ -190,6 +206,9 @@ ERROR_DETAILS: dict[ErrorCode, dict[str, Any]] = {
         "limit": (int, Field(description="MAX_SUBSCRIPTIONS.")),
     },
     ErrorCode.SUBSCRIPTION_NOT_FOUND: {"subscription_id": (str, ...)},
+    ErrorCode.ACK_NOT_ENABLED: {"subscription_id": (str, ...)},
+    ErrorCode.EVENT_NOT_FOUND: {"event_id": (str, ...)},
+    ErrorCode.EVENT_NOT_IN_SUBSCRIPTION: {"event_id": (str, ...), "subscription_id": (str, ...)},
     ErrorCode.RATE_LIMITED: {"retry_after_ms": (int, Field(ge=1, description="Wait this long before sending."))},
     ErrorCode.CONNECTION_LIMIT: {"limit": (int, Field(description="MAX_CONNECTIONS_PER_USER."))},
     ErrorCode.METHOD_NOT_ALLOWED: {"allowed": (list[str], Field(description="The methods the route accepts."))},
@@ -230,6 +249,7 @@ REPLIES: dict[str, tuple[type[Frame], ...]] = {
     "presence_leave": (PresenceResponse,),
     "presence_list": (PresenceListResponse,),
     "authenticate": (AuthenticateResponse,),
+    "ack": (AckResponse,),
 }
 # Frames the server sends on its own, not as the answer to a request.
 UNSOLICITED: tuple[type[Frame], ...] = (Connected, Presence, SubscriptionRevoked)

@@ -11,7 +11,7 @@ from channels.layers import channel_layers
 from django.core.cache import caches
 from django.core.management import call_command
 
-from realtime import access_cache, connections, history, live, liveness, presence, stations
+from realtime import access_cache, acks, connections, history, live, liveness, presence, stations
 from tests.support.asgi import access_token_for, close_connections_of_the_database_thread
 from tests.support.services import REDIS_TEST_URL, flush_redis_db, require_service
 
@@ -29,6 +29,7 @@ def fresh_realtime_state() -> Iterator[None]:
         live.reset_directory()
         liveness.reset_liveness()
         stations.reset_station_store()
+        acks.reset_acks()
         access_cache.forget(None)
         caches["login_throttle"].clear()  # login failure counts (in-process without REDIS_URL)
 

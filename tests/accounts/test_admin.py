@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -133,3 +134,27 @@ def test_non_staff_user_is_sent_to_the_login_page(world: Any) -> None:
     client.force_login(world["sarah"])
     response = client.get(url(Order, "changelist"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_ticket_admin_shows_who_acknowledged_a_ticket_and_which_were_never_acknowledged(
+    admin_client_for_world: Client, world: Any
+) -> None:
+    downtown = Location.objects.get(public_id="loc-xyz789")
+    now = timezone.now()
+    acked = KitchenTicket.objects.create(location=downtown, station="grill")
+    KitchenTicket.objects.filter(pk=acked.pk).update(acked_at=now, acked_by=world["kim"], acked_connection="conn-1")
+    lost = KitchenTicket.objects.create(location=downtown, station="fryer")
+    KitchenTicket.objects.filter(pk=lost.pk).update(unacknowledged_at=now)
+    recalled = KitchenTicket.objects.create(location=downtown, station="expo")  # acked once, its recall never
+    KitchenTicket.objects.filter(pk=recalled.pk).update(
+        acked_at=now - timedelta(minutes=5), acked_by=world["kim"], unacknowledged_at=now
+    )
+    admin_view = admin.site._registry[KitchenTicket]
+    recalled.refresh_from_db()
+    assert admin_view.ack_state(recalled) == "unacknowledged: managers alerted"  # type: ignore[attr-defined]
+    page = admin_client_for_world.get(url(KitchenTicket, "changelist")).content.decode()
+    assert "acked by kim" in page and "unacknowledged: managers alerted" in page
+    detail = admin_client_for_world.get(url(KitchenTicket, "change", acked.pk)).content.decode()
+    assert "conn-1" in detail
+    never = admin_client_for_world.get(url(KitchenTicket, "changelist"), {"acked_at__isempty": "1"})
+    assert acked not in never.context["cl"].result_list and lost in never.context["cl"].result_list

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import browser as support
 from tests.support.processes import ROOT, Gateway
+from tests.support.rest import http_json, login
 from tests.support.services import REDIS_TEST_URL, flush_redis_db, require_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -27,13 +28,17 @@ REDIS_URL = os.environ.get("BROWSER_TEST_REDIS_URL", REDIS_TEST_URL)
 SCREENSHOT_PATH = ROOT / "docs" / "console.png"
 EVENT_TIMEOUT_MS = 15_000
 VIEWPORT = {"width": 1440, "height": 900}
+# Acknowledged KDS tickets resend after 2 s, once, then alert the managers (the defaults would take 60 s).
+SHORT_ACKS = {"REALTIME_KDS_ACK_TIMEOUT_SECONDS": "2", "REALTIME_KDS_ACK_MAX_REDELIVERIES": "1"}
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     require_service(REDIS_URL, 6379, "Redis")  # orders are saved in another process: only Redis carries them here
     flush_redis_db(REDIS_URL)
-    with support.running_gateway(tmp_path_factory.mktemp("browser-gateway"), redis_url=REDIS_URL) as running:
+    with support.running_gateway(
+        tmp_path_factory.mktemp("browser-gateway"), redis_url=REDIS_URL, extra_env=SHORT_ACKS
+    ) as running:
         yield running
     flush_redis_db(REDIS_URL)
 
@@ -79,6 +84,34 @@ def test_order_saved_elsewhere_appears_live_on_the_console(open_page: Callable[.
     expect(event_line(page, "order.created", order_id)).to_be_visible(timeout=EVENT_TIMEOUT_MS)
     log = page.locator(support.by_test_id("event-log", channel="orders"))
     expect(log.locator(support.by_test_id("event-count"))).to_have_text("1 event")
+
+
+def test_console_shows_each_tickets_ack_state(open_page: Callable[..., Any], gateway: Gateway) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in_page(open_page, gateway, "john")  # a kitchen manager: he also gets the unacknowledged alert
+    support.subscribe_on_console(page, "notifications")
+    support.subscribe_on_console(page, "kds", [LOCATION], choices={"ack": ["true"]})
+    token = login(gateway, "john")
+    for ticket_id in ("tkt-browser-seen", "tkt-browser-lost"):
+        body = {"channel": "kds", "event": "kds.ticket.created", "location_id": LOCATION,
+                "data": {"ticket_id": ticket_id, "station": "grill"}}  # fmt: skip
+        assert http_json("POST", f"{gateway.http}/v1/events", body, token)[0] == 202
+
+    seen = event_line(page, "kds.ticket.created", "tkt-browser-seen")
+    # "pending", or already resent when the page was slow (TIMEOUT_SECONDS is 2 here)
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text(
+        re.compile(r"^(pending|redelivery 1)$"), timeout=EVENT_TIMEOUT_MS
+    )
+    seen.locator(support.by_test_id("ack-button")).click()
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text("acked")
+
+    lost = event_line(page, "kds.ticket.created", "tkt-browser-lost").locator(support.by_test_id("ack-state"))
+    expect(lost).to_have_text("redelivery 1", timeout=EVENT_TIMEOUT_MS)
+    expect(lost).to_have_text("unacknowledged", timeout=EVENT_TIMEOUT_MS)
+    expect(event_line(page, "kds.ticket_unacknowledged", "tkt-browser-lost")).to_be_visible()
+    expect(seen.locator(support.by_test_id("ack-state"))).to_have_text("acked")  # an ack is final
+    expect(event_line(page, "kds.ticket.created", "tkt-browser-lost")).to_have_count(1)  # resends update the line
 
 
 def test_presence_shows_people_joining_and_leaving(open_page: Callable[..., Any], gateway: Gateway) -> None:

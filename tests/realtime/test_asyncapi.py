@@ -112,6 +112,9 @@ def _sample_details(code: ErrorCode) -> dict[str, Any]:
         ErrorCode.METHOD_NOT_ALLOWED: {"allowed": ["POST"]},
         ErrorCode.PAYLOAD_TOO_LARGE: {"limit": 1024},
         ErrorCode.IDEMPOTENCY_CONFLICT: {"idempotency_key": "k-1", "stream": "orders:loc-abc123"},
+        ErrorCode.ACK_NOT_ENABLED: {"subscription_id": "sub-x"},
+        ErrorCode.EVENT_NOT_FOUND: {"event_id": "evt-x"},
+        ErrorCode.EVENT_NOT_IN_SUBSCRIPTION: {"event_id": "evt-x", "subscription_id": "sub-x"},
     }.get(code, {})
 
 
@@ -128,6 +131,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "allowed": ["GET", "POST"],
     "idempotency_key": "order-1234-created",
     "stream": "orders:loc-abc123",
+    "event_id": "evt-abc",
 }
 
 

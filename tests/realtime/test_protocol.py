@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from realtime import protocol
 from realtime.errors import (
+    AckNotEnabled,
     ChannelNotFound,
     CloseCode,
     ErrorCode,
+    EventNotFound,
+    EventNotInSubscription,
     InvalidMessage,
     InvalidParams,
     ProtocolError,
@@ -109,6 +112,7 @@ def test_parse_every_message_type() -> None:
         "presence_leave": {"channel": "orders", "params": {"location_id": "loc-xyz789"}},
         "presence_list": {"channel": "orders", "params": {"location_id": "loc-xyz789"}},
         "authenticate": {"token": "abc"},
+        "ack": {"subscription_id": "sub-abc123", "event_id": "evt-1"},
     }
     assert set(commands) == set(protocol.MESSAGE_TYPES)
     for message_type, fields in commands.items():
@@ -539,3 +543,66 @@ def test_a_parse_error_carries_the_request_id_and_type_the_consumer_answers_and_
     with pytest.raises(InvalidMessage) as not_json:
         parse_message("{")
     assert (not_json.value.request_id, not_json.value.message_type) == (None, None)
+
+
+# --- Acknowledged KDS tickets (issue 16) ----------------------------------------------------------------------
+
+
+def _kds_subscription(**params: Any) -> protocol.Subscription:
+    state = protocol.ConnectionState(max_subscriptions=5)
+    request = prepare_subscription("kds", {"location_id": "loc-xyz789", **params}, user_id="user-kim")
+    subscription, _ = state.add(request)
+    return subscription
+
+
+def test_ack_parses_into_a_typed_command_and_refuses_missing_or_extra_fields() -> None:
+    command = parse_message('{"type": "ack", "id": 7, "subscription_id": "sub-1", "event_id": "evt-1"}')
+    assert isinstance(command, protocol.Ack)
+    assert (command.id, command.subscription_id, command.event_id) == (7, "sub-1", "evt-1")
+    with pytest.raises(InvalidMessage, match="Missing required field: event_id"):
+        parse_message('{"type": "ack", "subscription_id": "sub-1"}')
+    with pytest.raises(InvalidMessage, match="Unknown field: station"):
+        parse_message('{"type": "ack", "subscription_id": "s", "event_id": "e", "station": "grill"}')
+    with pytest.raises(InvalidMessage):
+        parse_message('{"type": "ack", "subscription_id": "s", "event_id": ""}')
+
+
+def test_ack_param_is_a_kds_boolean_only() -> None:
+    assert _kds_subscription(ack=True).params == {"location_id": "loc-xyz789", "ack": True}
+    assert "ack" not in _kds_subscription().params
+    with pytest.raises(InvalidParams, match="ack"):
+        prepare_subscription("kds", {"location_id": "loc-xyz789", "ack": "yes"}, user_id="u")
+    for channel in ("orders", "tables", "inventory"):
+        with pytest.raises(InvalidParams, match="Unknown parameter: ack"):
+            prepare_subscription(channel, {"location_id": "loc-xyz789", "ack": True}, user_id="u")
+
+
+def test_check_ack_decides_in_order_enabled_known_location_station() -> None:
+    plain = _kds_subscription()
+    with pytest.raises(AckNotEnabled) as not_enabled:
+        protocol.check_ack(plain, "evt-1", location_id="loc-xyz789", station="grill")
+    assert not_enabled.value.as_frame("r")["subscription_id"] == plain.id
+    acking = _kds_subscription(ack=True)
+    with pytest.raises(EventNotFound):
+        protocol.check_ack(acking, "evt-1", location_id=None, station=None)
+    with pytest.raises(EventNotInSubscription):
+        protocol.check_ack(acking, "evt-1", location_id="loc-abc456", station="grill")
+    protocol.check_ack(acking, "evt-1", location_id="loc-xyz789", station="grill")
+    grill = _kds_subscription(ack=True, station="grill")
+    protocol.check_ack(grill, "evt-1", location_id="loc-xyz789", station="grill")
+    with pytest.raises(EventNotInSubscription):
+        protocol.check_ack(grill, "evt-1", location_id="loc-xyz789", station="fryer")
+
+
+def test_redelivery_frame_is_the_event_frame_with_its_count() -> None:
+    subscription = _kds_subscription(ack=True)
+    tail = '"channel":"kds","event":"kds.ticket.created","seq":4}'
+    frame = json.loads(protocol.redelivery_frame(subscription, tail, 2))
+    assert frame == {
+        "type": "event",
+        "subscription_id": subscription.id,
+        "redelivery": 2,
+        "channel": "kds",
+        "event": "kds.ticket.created",
+        "seq": 4,
+    }

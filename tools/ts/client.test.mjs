@@ -4,10 +4,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  AckError,
   ConnectionLimitError,
   RealtimeClient,
   ServerError,
   SubscriptionLimitError,
+  Subscription,
   SubscriptionNotFoundError,
   UnauthorizedError,
   InvalidParamsError,
@@ -94,4 +96,85 @@ test("typed errors expose every detail field of their frame", () => {
   const many = errorFromFrame({ type: "error", code: "connection_limit", message: "m", limit: 20 });
   assert.ok(many instanceof ConnectionLimitError);
   assert.equal(many.limit, 20);
+});
+
+// ----- acknowledged KDS tickets (issue 16) -----------------------------------------------------------------------
+
+function ackScreen(client, { params = { location_id: "loc-1", ack: true }, autoAck = false, onEvent } = {}) {
+  const socket = new FakeSocket("ws://x", []);
+  socket.readyState = 1;
+  client._socket = socket;
+  const subscription = new Subscription(client, { channel: "kds", params, onEvent, autoAck });
+  subscription.serverId = "sub-1";
+  subscription.status = "active";
+  client._subscriptions.set(subscription.key, subscription);
+  client._subscriptionsByServerId.set("sub-1", subscription);
+  return { socket, subscription };
+}
+
+function kdsEvent(seq, extra = {}) {
+  return {
+    type: "event", subscription_id: "sub-1", channel: "kds", event: "kds.ticket.created", event_id: `evt-${seq}`,
+    stream: "kds:loc-1", epoch: "e1", seq, location_id: "loc-1", timestamp: "t", data: { ticket_id: `t${seq}` },
+    ...extra,
+  };
+}
+
+test("ack subscriptions hand each handler an ack() and take redeliveries past the seq dedupe", async () => {
+  const client = newClient();
+  const seen = [];
+  const { socket } = ackScreen(client, { onEvent: (event, _sub, ack) => seen.push([event.redelivery ?? 0, ack]) });
+  client._handleMessage(JSON.stringify(kdsEvent(1)));
+  client._handleMessage(JSON.stringify(kdsEvent(1))); // a replay overlap: still dropped
+  client._handleMessage(JSON.stringify(kdsEvent(1, { redelivery: 1 })));
+  client._handleMessage(JSON.stringify(kdsEvent(2, { event: "kds.ticket.bumped" })));
+  assert.deepEqual(seen.map(([n]) => n), [0, 1, 0]);
+  assert.equal(typeof seen[0][1], "function");
+  assert.equal(seen[2][1], undefined); // bumped needs no ack
+  const answered = seen[0][1]();
+  const sent = socket.sent.at(-1);
+  assert.deepEqual({ ...sent, id: undefined }, { type: "ack", subscription_id: "sub-1", event_id: "evt-1", id: undefined });
+  client._handleMessage(JSON.stringify({
+    type: "response", id: sent.id, success: true, subscription_id: "sub-1", event_id: "evt-1", acked_at: "t",
+    duplicate: false,
+  }));
+  assert.equal((await answered).duplicate, false);
+  client.destroy();
+});
+
+test("autoAck acks once the handler returned, not when it threw, and refusals are AckErrors", async () => {
+  const client = newClient();
+  const { socket } = ackScreen(client, {
+    autoAck: true,
+    onEvent: (event) => {
+      if (event.seq === 2) throw new Error("render failed");
+    },
+  });
+  const errors = [];
+  client.on("error", (error) => errors.push(error));
+  const consoleError = console.error;
+  console.error = () => {};
+  try {
+    client._handleMessage(JSON.stringify(kdsEvent(1)));
+    client._handleMessage(JSON.stringify(kdsEvent(2)));
+  } finally {
+    console.error = consoleError;
+  }
+  assert.deepEqual(socket.sent.map((frame) => frame.event_id), ["evt-1"]);
+  client._handleMessage(JSON.stringify({
+    type: "error", id: socket.sent[0].id, code: "event_not_found", message: "m", event_id: "evt-1",
+  }));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.ok(errors[0] instanceof AckError && errors[0].eventId === "evt-1");
+  client.destroy();
+});
+
+test("subscriptions without ack see no ack() and drop resends as duplicates", () => {
+  const client = newClient();
+  const seen = [];
+  ackScreen(client, { params: { location_id: "loc-1" }, onEvent: (...args) => seen.push(args.length) });
+  client._handleMessage(JSON.stringify(kdsEvent(1)));
+  client._handleMessage(JSON.stringify(kdsEvent(1, { redelivery: 1 })));
+  assert.deepEqual(seen, [2]);
+  client.destroy();
 });

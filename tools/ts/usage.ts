@@ -10,6 +10,8 @@ import {
   SubscriptionLimitError,
   UnauthorizedError,
   errorFromFrame,
+  AckError,
+  type AckResponse,
   type ConnectedFrame,
   type ErrorFrame,
   type EventFrame,
@@ -48,6 +50,24 @@ export async function main(refreshAccess: () => Promise<string>): Promise<void> 
   );
   console.log(orders.key, orders.serverId, orders.status, orders.positions.get("orders:loc-xyz789")?.epoch);
   await client.subscribe("kds", { location_ids: ["loc-a", "loc-b"], station: "grill" });
+  // Acknowledged tickets (issue 16): ack() by hand, or autoAck once the handler returned.
+  const screen = await client.subscribe<"kds", { ticket_id: string }>(
+    "kds",
+    { location_id: "loc-xyz789", station: "grill", ack: true },
+    async (event, _subscription, ack) => {
+      console.log(event.data.ticket_id, event.redelivery ?? 0);
+      if (ack) {
+        const answer: AckResponse = await ack();
+        console.log(answer.acked_at, answer.duplicate);
+      }
+    },
+  );
+  await client.ack(screen, "evt-123");
+  await client.subscribe("kds", { location_id: "loc-xyz789", ack: true }, () => {}, { autoAck: true });
+  // @ts-expect-error: ack is a boolean
+  await client.subscribe("kds", { location_id: "loc-xyz789", ack: "yes" });
+  const ackError = errorFromFrame({ type: "error", code: "event_not_found", message: "m", event_id: "evt-1" });
+  if (ackError instanceof AckError) console.log(ackError.eventId);
   await client.subscribe("notifications", {});
 
   // @ts-expect-error: a typo in a filter name is refused, as the server refuses it

@@ -24,6 +24,9 @@ export type ErrorCode =
   | "unavailable"
   | "internal_error"
   | "disconnected"
+  | "ack_not_enabled"
+  | "event_not_found"
+  | "event_not_in_subscription"
   | "not_found"
   | "method_not_allowed"
   | "unsupported_media_type"
@@ -62,7 +65,8 @@ export type ChannelName = keyof ChannelEvents;
 /** The subscribe parameters of each channel (realtime/registry.py); unknown names are refused by the server. */
 export interface ChannelParams {
   orders: LocationScope & { events?: ChannelEvents["orders"][]; types?: OrderType[]; statuses?: OrderStatus[] };
-  kds: LocationScope & { events?: ChannelEvents["kds"][]; station?: string };
+  /** ack: true asks for acknowledgements (issue 16): each kds.ticket.created / recalled must be acked. */
+  kds: LocationScope & { events?: ChannelEvents["kds"][]; station?: string; ack?: boolean };
   inventory: LocationScope & { events?: ChannelEvents["inventory"][]; alert_types?: InventoryAlertType[] };
   tables: LocationScope & { events?: ChannelEvents["tables"][]; statuses?: TableStatus[] };
   analytics: LocationScope & { events?: ChannelEvents["analytics"][]; metrics?: string[] };
@@ -115,6 +119,8 @@ export interface EventFrame<C extends ChannelName = ChannelName, D = Record<stri
   user_id?: string;
   timestamp: IsoTime;
   data: D;
+  /** Only on ack subscriptions (kds with ack: true): the n-th resend of an event nobody acknowledged yet. */
+  redelivery?: number;
 }
 
 export interface PresenceMember<I = Record<string, unknown>> {
@@ -170,6 +176,9 @@ export interface ErrorDetails {
   unavailable: {};
   internal_error: {};
   disconnected: {};
+  ack_not_enabled: { subscription_id: string };
+  event_not_found: { event_id: string };
+  event_not_in_subscription: { event_id: string; subscription_id: string };
   not_found: {};
   method_not_allowed: { allowed: string[] };
   unsupported_media_type: {};
@@ -191,6 +200,20 @@ export interface SubscribeResponse {
   resumed?: Record<string, boolean>;
   positions?: Record<string, { seq: number; epoch?: string }>;
 }
+
+/** The answer to an ack; a duplicate ack succeeds too, with the first ack's time. */
+export interface AckResponse {
+  type: "response";
+  id?: RequestId;
+  success: true;
+  subscription_id: string;
+  event_id: string;
+  acked_at: IsoTime;
+  duplicate: boolean;
+}
+
+/** Given to event handlers of ack subscriptions for events that need an ack (undefined for the others). */
+export type AckFunction = () => Promise<AckResponse>;
 
 export interface Response {
   type: "response";
@@ -311,6 +334,10 @@ export declare class ForbiddenError extends ServerError<"forbidden"> {}
 export declare class UnavailableError extends ServerError<"unavailable"> {}
 export declare class DisconnectedError extends ServerError<"disconnected"> {}
 export declare class InternalServerError extends ServerError<"internal_error"> {}
+/** The server refused an ack (issue 16). */
+export declare class AckError extends ServerError<"ack_not_enabled" | "event_not_found" | "event_not_in_subscription"> {
+  readonly eventId: string | null;
+}
 
 /** The typed error for a server error frame (ServerError for codes without a class of their own). */
 export declare function errorFromFrame(frame: ErrorFrame): ServerError;
@@ -390,7 +417,16 @@ export interface SubscribeOptions<C extends ChannelName = ChannelName> {
   onGap?: (gap: GapInfo<C>) => void;
   /** The server dropped the subscription (permission lost, ...). */
   onRevoked?: (frame: SubscriptionRevokedFrame, subscription: Subscription<C>) => void;
+  /** With params.ack: acknowledge each event that needs it once the handler returned (or its promise resolved). */
+  autoAck?: boolean;
 }
+
+/** An event handler; on ack subscriptions it gets ack() for kds.ticket.created / recalled. */
+export type EventHandler<C extends ChannelName = ChannelName, D = Record<string, unknown>> = (
+  event: EventFrame<C, D>,
+  subscription: Subscription<C>,
+  ack: AckFunction | undefined,
+) => void | Promise<void>;
 
 export type SubscriptionStatus = "pending" | "active" | "resubscribing" | "closed";
 
@@ -410,6 +446,8 @@ export declare class Subscription<C extends ChannelName = ChannelName> {
   /** Why it closed: "unsubscribed", "permission_removed", an error code, ... */
   readonly closeReason: string | null;
   readonly isActive: boolean;
+  /** Set by SubscribeOptions.autoAck. */
+  readonly autoAck: boolean;
   unsubscribe(): Promise<Response | null>;
   resumeRequest(): Record<string, StreamPosition> | null;
   toJSON(): {
@@ -465,9 +503,11 @@ export declare class RealtimeClient {
   subscribe<C extends ChannelName, D = Record<string, unknown>>(
     channel: C,
     params: ChannelParams[C],
-    onEvent?: (event: EventFrame<C, D>, subscription: Subscription<C>) => void,
+    onEvent?: EventHandler<C, D>,
     options?: SubscribeOptions<C>,
   ): Promise<Subscription<C>>;
+  /** Acknowledge an event of an ack subscription (what the handler's ack() does). */
+  ack(subscription: Subscription<"kds">, event: EventFrame<"kds"> | string): Promise<AckResponse>;
   unsubscribe(subscriptionOrKey: Subscription | string): Promise<Response | null>;
   unsubscribeAll(): Promise<Response | null>;
   listSubscriptions(): Promise<SubscriptionListEntry[]>;

@@ -154,6 +154,12 @@ export class ForbiddenError extends ServerError {}
 export class UnavailableError extends ServerError {}
 export class DisconnectedError extends ServerError {}
 export class InternalServerError extends ServerError {}
+/** An ack the server refused (issue 16): ack_not_enabled, event_not_found or event_not_in_subscription. */
+export class AckError extends ServerError {
+  get eventId() {
+    return this.details.event_id ?? null;
+  }
+}
 
 const ERROR_CLASS_BY_CODE = Object.freeze({
   channel_not_found: ChannelNotFoundError,
@@ -171,6 +177,9 @@ const ERROR_CLASS_BY_CODE = Object.freeze({
   unavailable: UnavailableError,
   disconnected: DisconnectedError,
   internal_error: InternalServerError,
+  ack_not_enabled: AckError,
+  event_not_found: AckError,
+  event_not_in_subscription: AckError,
 });
 
 /** Build the typed error for a server error frame. */
@@ -246,8 +255,15 @@ function resolveSocketUrl(url) {
 
 let nextSubscriptionNumber = 0;
 
+/** The events an ack subscription must acknowledge (realtime/acks.py ACK_EVENTS). */
+const ACK_EVENTS = new Set(["kds.ticket.created", "kds.ticket.recalled"]);
+
+function isAckSubscription(subscription) {
+  return subscription.channel === "kds" && subscription.params?.ack === true;
+}
+
 export class Subscription {
-  constructor(client, { channel, params, onEvent, onGap, onRevoked }) {
+  constructor(client, { channel, params, onEvent, onGap, onRevoked, autoAck = false }) {
     nextSubscriptionNumber += 1;
     /** Client-side identity; never changes, unlike `serverId`. */
     this.key = `csub-${nextSubscriptionNumber}`;
@@ -266,6 +282,8 @@ export class Subscription {
     this._onEvent = onEvent;
     this._onGap = onGap;
     this._onRevoked = onRevoked;
+    /** Acknowledge each event that needs it once its handler returned (issue 16; needs params.ack). */
+    this.autoAck = Boolean(autoAck);
     this._acknowledged = null; // {resolve, reject} of the subscribe() promise until the first answer
   }
 
@@ -451,7 +469,7 @@ export class RealtimeClient {
    * Subscribe to a channel. Resolves with a Subscription once the server accepted it (also if that happens only
    * after a reconnect); rejects with a ServerError subclass (e.g. UnauthorizedError) if the server refuses it.
    *
-   * options: {onGap(info), onRevoked(frame)}
+   * options: {onGap(info), onRevoked(frame), autoAck (with params.ack: ack each event once its handler returned)}
    */
   subscribe(channel, params = {}, onEvent = () => {}, options = {}) {
     const subscription = new Subscription(this, {
@@ -460,6 +478,7 @@ export class RealtimeClient {
       onEvent,
       onGap: options.onGap,
       onRevoked: options.onRevoked,
+      autoAck: options.autoAck,
     });
     this._subscriptions.set(subscription.key, subscription);
     this._emit("subscription", subscription);
@@ -1000,15 +1019,53 @@ export class RealtimeClient {
   }
 
   _deliverEvent(subscription, frame) {
+    if (frame.redelivery !== undefined && isAckSubscription(subscription)) {
+      this._deliverAckEvent(subscription, frame); // a resend: past the dedupe below (acknowledged KDS tickets)
+      return;
+    }
     if (frame.stream && typeof frame.seq === "number") {
       const last = subscription.positions.get(frame.stream);
       // A replay can overlap what we already have; each (epoch, seq) is delivered once.
       if (last && last.epoch === frame.epoch && frame.seq <= last.seq) return;
       subscription.positions.set(frame.stream, { seq: frame.seq, epoch: frame.epoch ?? null });
     }
+    if (isAckSubscription(subscription)) {
+      this._deliverAckEvent(subscription, frame);
+      return;
+    }
     subscription.eventCount += 1;
     this._callSafely(subscription._onEvent, frame, subscription);
     this._emit("event", frame, subscription);
+  }
+
+  // ----- acknowledged KDS tickets (issue 16) ---------------------------------------------------------------
+  // A kds subscription with params.ack must acknowledge each kds.ticket.created / recalled, or the server sends
+  // it again with "redelivery": n and finally alerts the kitchen's managers. Handlers get ack() as a third
+  // argument (undefined for events that need none); autoAck calls it once the handler returned (or resolved).
+
+  /** Acknowledge an event of an ack subscription; resolves with the response (duplicate acks succeed too). */
+  ack(subscription, eventOrId) {
+    const eventId = typeof eventOrId === "string" ? eventOrId : eventOrId.event_id;
+    if (!subscription.serverId) return Promise.reject(new ConnectionLostError("Not subscribed right now"));
+    return this._request({ type: "ack", subscription_id: subscription.serverId, event_id: eventId });
+  }
+
+  _deliverAckEvent(subscription, frame) {
+    subscription.eventCount += 1;
+    const ack = ACK_EVENTS.has(frame.event) ? () => this.ack(subscription, frame) : undefined;
+    let result;
+    let failed = false;
+    try {
+      result = subscription._onEvent?.(frame, subscription, ack);
+    } catch (error) {
+      failed = true; // a handler that threw did not show the ticket: no auto-ack, the server sends it again
+      if (globalThis.console) globalThis.console.error("realtime client callback failed", error);
+    }
+    this._emit("event", frame, subscription);
+    if (!subscription.autoAck || !ack || failed) return;
+    const sendAck = () => ack().catch((error) => this._emit("error", error));
+    if (result && typeof result.then === "function") result.then(sendAck, () => {});
+    else sendAck();
   }
 
   // ----- presence -------------------------------------------------------------------------------------------

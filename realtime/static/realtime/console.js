@@ -238,6 +238,12 @@ function renderFilterField(name, schema, channel) {
   const choices = name === "events" ? channel.events : itemSchema?.enum;
   const label = element("div", { className: "filter", testId: `filter-${name}`, attrs: { "data-param": name } });
   label.append(element("div", { className: "filter-name", text: name.replace(/_/g, " ") }));
+  if (schema.type === "boolean") {
+    label.dataset.kind = "boolean"; // e.g. kds "ack": ask for acknowledgements
+    const box = element("input", { attrs: { type: "checkbox", value: "true" } });
+    label.append(element("label", { className: "chip" }, [box, element("span", { text: "yes" })]));
+    return label;
+  }
   if (choices?.length) {
     label.dataset.kind = "choices";
     const chips = element("div", { className: "chips" });
@@ -279,6 +285,10 @@ function readSubscribeParams(channel) {
       if (values.length) params[name] = values;
       continue;
     }
+    if (field.dataset.kind === "boolean") {
+      if (field.querySelector("input").checked) params[name] = true;
+      continue;
+    }
     const raw = field.querySelector("input").value.trim();
     if (!raw) continue;
     if (field.dataset.kind === "number") params[name] = Number(raw);
@@ -306,7 +316,7 @@ async function handleSubscribe(event) {
   const button = $("subscribe-submit");
   button.disabled = true;
   try {
-    const subscription = await page.client.subscribe(channel.name, params, (frame, sub) => appendEvent(sub, frame), {
+    const subscription = await page.client.subscribe(channel.name, params, (frame, sub, ack) => handleEvent(sub, frame, ack), {
       onGap: (gap) => appendNote(gap.subscription, `Gap in ${gap.stream}: events were missed, reload it over REST.`, "warn"),
       onRevoked: (frame, revoked) => handleRevoked(frame, revoked),
     });
@@ -406,14 +416,75 @@ function buildEventLine(frame) {
   return line;
 }
 
-function appendEvent(subscription, frame) {
+function handleEvent(subscription, frame, ack) {
+  if (frame.redelivery !== undefined && markRedelivery(frame)) return;
+  appendEvent(subscription, frame, ack);
+  if (frame.redelivery !== undefined) markRedelivery(frame); // its first copy was cleared, or came before a reload
+  if (frame.event === "kds.ticket_unacknowledged") markUnacknowledged(frame.data?.ticket_id);
+}
+
+function appendEvent(subscription, frame, ack) {
   const log = ensureLogPanel(subscription);
   log.count += 1;
   const line = buildEventLine(frame);
+  if (ack) attachAckState(line, frame, ack);
   if (log.paused) log.held.push(line);
   else insertLine(log, line);
   updateLogHeader(log);
   renderSubscriptionCounts();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Acknowledged KDS tickets (issue 16): each ticket of an ack subscription shows pending / acked / redelivery n /
+// unacknowledged (the managers' kds.ticket_unacknowledged alert, when this console also receives notifications)
+// ---------------------------------------------------------------------------------------------------------------
+
+const MAX_ACK_ENTRIES = 2000;
+const ackEntries = new Map(); // event_id -> {badge, button, ticketId, state}
+
+function setAckState(entry, state, text = state) {
+  if (entry.state === "acked" && state !== "acked") return; // an ack is final; later news cannot undo it
+  entry.state = state;
+  entry.badge.dataset.state = state;
+  entry.badge.textContent = text;
+  entry.button.hidden = state === "acked";
+}
+
+function attachAckState(line, frame, ack) {
+  const badge = element("span", { className: "ack-state", testId: "ack-state", text: "pending", attrs: { "data-state": "pending" } });
+  const button = element("button", { className: "ack-button", testId: "ack-button", text: "Ack", attrs: { type: "button" } });
+  const entry = { badge, button, ticketId: frame.data?.ticket_id ?? null, state: "pending" };
+  button.addEventListener("click", async (event) => {
+    event.stopPropagation(); // not a click on the line (which expands it)
+    button.disabled = true;
+    try {
+      const response = await ack();
+      setAckState(entry, "acked", response.duplicate ? "acked (already)" : "acked");
+    } catch (error) {
+      setAckState(entry, "failed", `ack failed: ${error.code ?? error.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  line.classList.add("has-ack");
+  line.append(element("span", { className: "ack-cell" }, [badge, button]));
+  ackEntries.set(frame.event_id, entry);
+  while (ackEntries.size > MAX_ACK_ENTRIES) ackEntries.delete(ackEntries.keys().next().value);
+}
+
+/** A resend of a ticket shown already: say so on its line instead of adding another. */
+function markRedelivery(frame) {
+  const entry = ackEntries.get(frame.event_id);
+  if (!entry) return false;
+  setAckState(entry, "redelivery", `redelivery ${frame.redelivery}`);
+  return true;
+}
+
+function markUnacknowledged(ticketId) {
+  if (!ticketId) return;
+  for (const entry of ackEntries.values()) {
+    if (entry.ticketId === ticketId) setAckState(entry, "unacknowledged");
+  }
 }
 
 function appendNote(subscription, text, tone = "info") {
