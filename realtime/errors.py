@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    STATELESS_CHANNEL = "stateless_channel"
 
 
 # Codes only the REST API answers with; a WebSocket never carries them.
@@ -46,6 +47,7 @@ REST_ONLY_CODES = frozenset(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.PAYLOAD_TOO_LARGE,
         ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.STATELESS_CHANNEL,
     }
 )
 
@@ -237,6 +239,20 @@ class IdempotencyConflict(ProtocolError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
     default_message = "This idempotency key was already used for a different event"
     http_status = 409
+
+
+class StatelessChannel(ProtocolError):
+    """A snapshot of a channel that carries events but no state (analytics, delivery, ...): subscribe instead."""
+
+    code = ErrorCode.STATELESS_CHANNEL
+    http_status = 400
+
+    def __init__(self, channel: str, snapshot_channels: tuple[str, ...]) -> None:
+        super().__init__(
+            f"Channel '{channel}' has no state to snapshot (snapshots exist for: {', '.join(snapshot_channels)}); "
+            "subscribe to it instead",
+            channel=channel,
+        )
 
 
 def error_classes() -> list[type[ProtocolError]]:
