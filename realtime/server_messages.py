@@ -188,6 +188,7 @@ ERROR_DETAILS: dict[ErrorCode, dict[str, Any]] = {
     ErrorCode.CONNECTION_LIMIT: {"limit": (int, Field(description="MAX_CONNECTIONS_PER_USER."))},
     ErrorCode.METHOD_NOT_ALLOWED: {"allowed": (list[str], Field(description="The methods the route accepts."))},
     ErrorCode.PAYLOAD_TOO_LARGE: {"limit": (int, Field(description="The largest accepted body, in bytes."))},
+    ErrorCode.STATELESS_CHANNEL: {"channel": (str, Field(description="The channel that has no snapshot."))},
 }
 
 

@@ -111,6 +111,7 @@ def _sample_details(code: ErrorCode) -> dict[str, Any]:
         ErrorCode.CONNECTION_LIMIT: {"limit": 20},
         ErrorCode.METHOD_NOT_ALLOWED: {"allowed": ["POST"]},
         ErrorCode.PAYLOAD_TOO_LARGE: {"limit": 1024},
+        ErrorCode.STATELESS_CHANNEL: {"channel": "analytics"},
     }.get(code, {})
 
 
@@ -125,6 +126,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "retry_after_ms": 250,
     "method": "DELETE",
     "allowed": ["GET", "POST"],
+    "snapshot_channels": ("orders", "kds", "tables"),
 }
 
 
