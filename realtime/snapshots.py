@@ -88,7 +88,7 @@ def take_snapshot(user: User, channel: str, query: Mapping[str, str]) -> dict[st
     location_id = request.scope_ids[0]
     # The position first, then the items: see the module docstring for why this order makes the contract hold.
     try:
-        epoch, seq = run_sync(get_history().position, spec.stream(location_id))
+        epoch, seq = run_sync(get_history().anchor, spec.stream(location_id))
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
@@ -98,7 +98,7 @@ def take_snapshot(user: User, channel: str, query: Mapping[str, str]) -> dict[st
     return {
         "channel": spec.name,
         "location_id": location_id,
-        "position": {"seq": seq, "epoch": epoch or None},
+        "position": {"seq": seq, "epoch": epoch},
         "id_field": source.id_field,
         "removed_statuses": list(source.removed_statuses),
         "items": items,

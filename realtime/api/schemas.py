@@ -73,7 +73,7 @@ class HistoryPage(BaseModel):
 
 class StreamPosition(BaseModel):
     seq: int = Field(description="The last seq of the stream when the snapshot was taken (0: no event yet)")
-    epoch: str | None = Field(description="Its epoch; null when the stream has no history yet (resume with the seq)")
+    epoch: str = Field(description="The epoch that seq belongs to (resume with both)")
 
 
 class Snapshot(BaseModel):

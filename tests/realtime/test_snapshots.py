@@ -151,7 +151,7 @@ async def test_snapshot_then_resume_from_its_position_gives_the_current_state(wo
         await sync_to_async(change)(n)
     async with open_client(token_for("kim")) as client:
         position = body["position"]
-        resume = {stream: position if position["epoch"] else position["seq"]}
+        resume = {stream: position}
         reply = await client.request(
             {"type": "subscribe", "id": "s", "channel": "kds", "params": {"location_id": DOWNTOWN}, "resume": resume}
         )
@@ -169,3 +169,22 @@ async def test_snapshot_then_resume_from_its_position_gives_the_current_state(wo
     fresh = (await sync_to_async(snapshot)(world["kim"], "kds", location_id=DOWNTOWN)).json()
     assert state == {item["ticket_id"]: item for item in fresh["items"]}
     assert len(state) == 4
+
+
+@pytest.mark.redis
+async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resume_with(
+    redis_url: str, settings: Any
+) -> None:
+    from realtime import history
+
+    settings.REDIS_URL = redis_url
+    history.reset_history()
+    store = history.get_history()
+    assert isinstance(store, history.RedisHistory)
+    stream = f"kds:{DOWNTOWN}"
+    assert await store.position(stream) == ("", 0)  # no history: no epoch to check a resume against
+    epoch, seq = await store.anchor(stream)
+    assert epoch and seq == 0
+    assert (await store.replay(stream, 0, epoch)).covered is True
+    assert await store.append(stream, '{"event":"kds.ticket.created"}') == (1, epoch)  # the same run of seqs
+    assert await store.anchor(stream) == (epoch, 1)
