@@ -47,6 +47,9 @@ def ticket_data(ticket: KitchenTicket) -> dict[str, Any]:
     }
 
 
+# The field of each channel's event data that names its entity (snapshots and the stream's version guard use it).
+ENTITY_ID_FIELD = {"orders": "order_id", "tables": "table_id", "kds": "ticket_id"}
+
 ORDER_STATUS_EVENTS = {"paid": "order.paid", "closed": "order.closed"}
 TABLE_STATUS_EVENTS = {"seated": "table.seated", "available": "table.cleared", "reserved": "table.reserved"}
 TICKET_STATUS_EVENTS = {"bumped": "kds.ticket.bumped", "late": "kds.ticket.late", "recalled": "kds.ticket.recalled"}

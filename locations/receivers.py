@@ -9,7 +9,7 @@ from django.dispatch import receiver
 
 from locations import events
 from locations.models import KitchenTicket, Order, Table
-from realtime.publishing import publish_on_commit
+from realtime.publishing import EntityVersion, publish_on_commit
 
 CHANNEL_OF: dict[type, str] = {Order: "orders", Table: "tables", KitchenTicket: "kds"}
 EVENTS_OF: dict[type, Any] = {
@@ -35,5 +35,9 @@ def remember_stored_status(sender: type, instance: Any, using: str, **kwargs: An
 def publish_record_change(sender: type, instance: Any, created: bool, using: str, **kwargs: Any) -> None:
     previous = None if created else instance.__dict__.pop("_stored_status", None)
     location_id = instance.location.public_id
+    channel = CHANNEL_OF[sender]
     for event, data in EVENTS_OF[sender](instance, created=created, previous_status=previous):
-        publish_on_commit(CHANNEL_OF[sender], event, location_id=location_id, data=data, using=using, source="model")
+        entity = EntityVersion(data[events.ENTITY_ID_FIELD[channel]], data["version"])  # an older save never wins
+        publish_on_commit(
+            channel, event, location_id=location_id, data=data, using=using, source="model", entity=entity
+        )

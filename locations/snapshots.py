@@ -44,15 +44,20 @@ def all_tables(location_id: str, filters: Mapping[str, Any]) -> list[dict[str, A
 
 
 SNAPSHOTS: tuple[SnapshotSource, ...] = (
-    SnapshotSource("orders", id_field="order_id", read_items=open_orders, removed_statuses=ORDER_DONE_STATUSES),
+    SnapshotSource(
+        "orders",
+        id_field=events.ENTITY_ID_FIELD["orders"],
+        read_items=open_orders,
+        removed_statuses=ORDER_DONE_STATUSES,
+    ),
     SnapshotSource(
         "kds",
-        id_field="ticket_id",
+        id_field=events.ENTITY_ID_FIELD["kds"],
         read_items=open_tickets,
         filters=("station",),
         removed_statuses=TICKET_DONE_STATUSES,
     ),
-    SnapshotSource("tables", id_field="table_id", read_items=all_tables),
+    SnapshotSource("tables", id_field=events.ENTITY_ID_FIELD["tables"], read_items=all_tables),
 )
 
 

@@ -44,8 +44,18 @@ def judge_coverage(*, epoch: str, last_seq: int, after: int, client_epoch: str |
     return first_seq == after + 1
 
 
+# What ``append_versioned`` answers as the seq of an event it did not append (a newer version came first).
+SUPERSEDED_SEQ = 0
+
+
 class HistoryStore(Protocol):
     async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+        """``append``, unless a higher ``version`` of ``entity_id`` was appended to ``stream`` before: then nothing
+        is stored and the seq answered is ``SUPERSEDED_SEQ``. Atomic with the append, so a stream never carries an
+        entity's version n after a version above n (docs/protocol.md, "Snapshots and versions")."""
+        ...
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
@@ -66,15 +76,28 @@ class MemoryHistory:
         self._epoch = _new_epoch()  # a process restart starts a new epoch for every stream
         self._seq: dict[str, int] = {}
         self._events: dict[str, deque[tuple[int, float, str]]] = {}
+        self._versions: dict[str, dict[str, int]] = {}
+
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+        with self._lock:
+            versions = self._versions.setdefault(stream, {})
+            if versions.get(entity_id, 0) > version:
+                return SUPERSEDED_SEQ, self._epoch
+            versions[entity_id] = version
+            return self._append_locked(stream, record)
 
     async def append(self, stream: str, record: str) -> tuple[int, str]:
         with self._lock:
-            seq = self._seq.get(stream, 0) + 1
-            self._seq[stream] = seq
-            events = self._events.get(stream)
-            if events is None:
-                events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
-            events.append((seq, time.time(), record))
+            return self._append_locked(stream, record)
+
+    def _append_locked(self, stream: str, record: str) -> tuple[int, str]:
+        """Append under ``self._lock``."""
+        seq = self._seq.get(stream, 0) + 1
+        self._seq[stream] = seq
+        events = self._events.get(stream)
+        if events is None:
+            events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
+        events.append((seq, time.time(), record))
         return seq, self._epoch
 
     async def position(self, stream: str) -> tuple[str, int]:
@@ -112,6 +135,26 @@ end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[4], 't', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000)
+return {seq, epoch}
+"""
+
+# KEYS: seq, stream, epoch, entity version. ARGV: as _APPEND_SCRIPT, then the version. The entity's last appended
+# version lives as long as the history (HISTORY_TTL_SECONDS), which outlasts any publish after a commit.
+_APPEND_VERSIONED_SCRIPT = """
+local held = tonumber(redis.call('GET', KEYS[4]) or '0')
+if held > tonumber(ARGV[6]) then
+  return {0, redis.call('GET', KEYS[3]) or ''}
+end
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[4], 't', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000)
+redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[2] * 1000)
 return {seq, epoch}
 """
 
@@ -153,6 +196,22 @@ class RedisHistory:
         if epoch is None:
             return "", 0
         return epoch.decode(), int(seq or 0)
+
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+        seq_key, events_key, epoch_key = self._keys(stream)
+        base = seq_key.removesuffix(":seq")
+        seq, epoch = await shared_redis.script(_APPEND_VERSIONED_SCRIPT)(
+            keys=(seq_key, events_key, epoch_key, f"{base}:ver:{entity_id}"),
+            args=[
+                int(realtime_settings.HISTORY_MAX_EVENTS),
+                int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+                _new_epoch(),
+                record,
+                int(time.time() * 1000),
+                version,
+            ],
+        )
+        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def anchor(self, stream: str) -> tuple[str, int]:
         """``position``, giving a stream with no history its epoch now: a position handed out (a snapshot's) must be

@@ -28,7 +28,7 @@ from realtime import metrics
 from realtime import redis as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
 from realtime.groups import CONTROL_GROUP, group_for_stream
-from realtime.history import get_history, record_json
+from realtime.history import SUPERSEDED_SEQ, get_history, record_json
 from realtime.protocol import encode, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
 
@@ -44,6 +44,21 @@ class PublishedEvent:
     stream: str
     seq: int
     epoch: str
+    superseded: bool = False  # not published: a newer version of its entity was (``EntityVersion``)
+
+
+@dataclass(frozen=True)
+class EntityVersion:
+    """The entity an event describes and the version of the save that caused it.
+
+    Events of one save are published after its commit, so two saves of one ticket that commit close together may
+    reach the publisher in the other order. Given this, publishing drops an event when its stream already carries
+    a higher version of the entity (events of one save share a version and all pass): a stream never shows an
+    entity going back, which is what lets a snapshot plus the events after its position be the current state.
+    """
+
+    entity_id: str
+    version: int
 
 
 def resolve_target(
@@ -134,10 +149,12 @@ async def apublish(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     source: str = "python",
+    entity: EntityVersion | None = None,
 ) -> PublishedEvent:
     """Publish one event to every subscriber of its stream, on every gateway process.
 
     ``source`` (``metrics.PUBLISH_SOURCES``: rest, python, model, outbox) only labels the published-events metric.
+    With ``entity``, an event older than what the stream already carries of that entity is dropped (``superseded``).
     """
     spec, scope_id = resolve_target(channel, event, location_id=location_id, user_id=user_id)
     if data is not None and not isinstance(data, Mapping):
@@ -146,7 +163,14 @@ async def apublish(
     stream = spec.stream(scope_id)
     try:
         started = time.perf_counter()
-        seq, epoch = await get_history().append(stream, record_json(record))
+        if entity is None:
+            seq, epoch = await get_history().append(stream, record_json(record))
+        else:
+            seq, epoch = await get_history().append_versioned(
+                stream, record_json(record), entity.entity_id, entity.version
+            )
+            if seq == SUPERSEDED_SEQ:
+                return PublishedEvent(record["event_id"], stream, seq, epoch, superseded=True)
         appended = time.perf_counter() - started
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
         await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))
@@ -209,9 +233,12 @@ def publish(
     user_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     source: str = "python",
+    entity: EntityVersion | None = None,
 ) -> PublishedEvent:
     """Publish from sync code (views, signals, management commands, workers)."""
-    return run_sync(apublish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)  # type: ignore[no-any-return]
+    return run_sync(  # type: ignore[no-any-return]
+        apublish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source, entity=entity
+    )
 
 
 def publish_on_commit(
@@ -223,10 +250,13 @@ def publish_on_commit(
     data: Mapping[str, Any] | None = None,
     using: str | None = None,
     source: str = "python",
+    entity: EntityVersion | None = None,
 ) -> None:
     """Publish once the current transaction commits, so nobody sees a change that was rolled back."""
     resolve_target(channel, event, location_id=location_id, user_id=user_id)  # fail at the call site, not later
-    send = partial(publish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source)
+    send = partial(
+        publish, channel, event, location_id=location_id, user_id=user_id, data=data, source=source, entity=entity
+    )
     transaction.on_commit(send, using=using, robust=True)
 
 

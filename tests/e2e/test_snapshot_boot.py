@@ -4,9 +4,10 @@ Real processes: two gateways on one Redis and the e2e database (PostgreSQL with 
 (``tests.e2e.kitchen_service``) whose threads fire and work tickets through the ORM, so every event is the model
 receivers' publish after commit. While it runs, screens boot one after another on either gateway, some for one
 station: each loads ``GET /v1/snapshots/kds``, subscribes with ``resume`` from the snapshot's position and applies
-what arrives by the version rule (docs/protocol.md, "Snapshots and versions"). When the kitchen is done every screen
-must show exactly the database's open tickets (nothing missed), and no screen may get an event twice or one at or
-below its snapshot's position (nothing doubled).
+what arrives by the version rule (docs/protocol.md, "Snapshots and versions"). The kitchen's threads save each
+other's tickets from stale copies, so saves of one ticket race. When the kitchen is done every screen must show
+exactly the database's open tickets (nothing missed), and no screen may get an event twice or one at or below its
+snapshot's position (nothing doubled).
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class Screen:
                 self.state.apply(frame["data"])
 
 
+def without_versions(items: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {key: {k: v for k, v in item.items() if k != "version"} for key, item in items.items()}
+
+
 async def boot(gateway: Gateway, token: str, station: str | None, mid_service: bool) -> Screen:
     params: dict[str, Any] = {"location_id": LOCATION, **({"station": station} if station else {})}
     url = f"{gateway.http}/v1/snapshots/kds?{urlencode(params)}"
@@ -114,7 +119,7 @@ async def test_screens_booting_from_snapshots_during_service_show_exactly_the_op
     )
     assert status == 200, page
     last_seq = page["last_seq"]
-    assert last_seq >= THREADS * TICKETS_PER_THREAD * 2  # every create and every status change published
+    assert last_seq >= THREADS * TICKETS_PER_THREAD  # at least every create was published
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -124,7 +129,9 @@ async def test_screens_booting_from_snapshots_during_service_show_exactly_the_op
     try:
         for screen in screens:
             expected = {k: v for k, v in database.items() if screen.station in (None, v["station"])}
-            assert screen.state.items == expected, (screen.station, screen.position)
+            assert without_versions(screen.state.items) == without_versions(expected), (screen.station, screen.position)
+            # A save that published nothing (a stale copy kept the status) spent a version the screen never saw.
+            assert all(item["version"] <= expected[key]["version"] for key, item in screen.state.items.items())
             assert screen.seqs == sorted(set(screen.seqs)), "an event came twice or out of order"
             assert all(seq > screen.position for seq in screen.seqs), "an event at or below the snapshot's position"
             if screen.station is None:  # unfiltered: exactly the events after the position, no gap

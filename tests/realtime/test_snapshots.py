@@ -188,3 +188,51 @@ async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resu
     assert (await store.replay(stream, 0, epoch)).covered is True
     assert await store.append(stream, '{"event":"kds.ticket.created"}') == (1, epoch)  # the same run of seqs
     assert await store.anchor(stream) == (epoch, 1)
+
+
+# --- The stream never takes an entity back to an older version ------------------------------------------------
+
+
+async def check_versioned_appends(store: Any) -> None:
+    stream = f"kds:{DOWNTOWN}"
+    first, epoch = await store.append_versioned(stream, '{"v":2}', "tkt-a", 2)
+    assert await store.append_versioned(stream, '{"v":2,"second":1}', "tkt-a", 2) == (first + 1, epoch)  # same save
+    assert await store.append_versioned(stream, '{"v":1}', "tkt-a", 1) == (0, epoch)  # older: not appended
+    assert await store.append_versioned(stream, '{"v":1}', "tkt-b", 1) == (first + 2, epoch)  # another entity
+    assert await store.append_versioned(stream, '{"v":3}', "tkt-a", 3) == (first + 3, epoch)
+    replay = await store.replay(stream, first - 1, epoch)
+    assert [raw for _, raw in replay.events] == ['{"v":2}', '{"v":2,"second":1}', '{"v":1}', '{"v":3}']
+
+
+async def test_memory_history_refuses_an_older_version_of_an_entity() -> None:
+    from realtime import history
+
+    await check_versioned_appends(history.MemoryHistory())
+
+
+@pytest.mark.redis
+async def test_redis_history_refuses_an_older_version_of_an_entity(redis_url: str, settings: Any) -> None:
+    from realtime import history
+
+    settings.REDIS_URL = redis_url
+    history.reset_history()
+    await check_versioned_appends(history.get_history())
+
+
+async def test_a_superseded_event_reaches_no_subscriber(world: Any, token_for: Any) -> None:
+    from realtime.publishing import EntityVersion, apublish
+
+    async with open_client(token_for("kim")) as client:
+        reply = await client.subscribe("kds", {"location_id": DOWNTOWN})
+        assert reply["success"] is True
+        newer = await apublish(
+            "kds", "kds.ticket.bumped", location_id=DOWNTOWN, data={"ticket_id": "tkt-a", "status": "bumped",
+            "version": 3}, entity=EntityVersion("tkt-a", 3),
+        )  # fmt: skip
+        older = await apublish(
+            "kds", "kds.ticket.late", location_id=DOWNTOWN, data={"ticket_id": "tkt-a", "status": "late",
+            "version": 2}, entity=EntityVersion("tkt-a", 2),
+        )  # fmt: skip
+        assert (newer.superseded, older.superseded) == (False, True)
+        assert (await client.recv())["event"] == "kds.ticket.bumped"
+        assert await client.nothing(0.2)
