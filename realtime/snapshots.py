@@ -11,7 +11,10 @@ The contract: apply every event of the stream with ``seq`` greater than ``positi
 status is one of ``removed_statuses``, and you have the current state. Why it holds: the position is read FIRST, the
 items after. Events are published after their transaction commits, so an event with ``seq <= position`` describes
 a change that had committed before the position was read, which the items (read later) already show. A change the
-items show whose event has ``seq > position`` arrives again through resume, and its version makes it a no-op.
+items show whose event has ``seq > position`` arrives again through resume, and its version makes it a no-op. And
+the stream never carries an older version of an entity after a newer one (``publishing.EntityVersion``), so an
+entity the items no longer show (bumped) cannot come back through a late event of an earlier save: a newer event
+of it follows.
 
 What a channel's state is belongs to the app that owns the records: ``locations.snapshots`` declares one
 ``SnapshotSource`` per channel and registers it here from ``AppConfig.ready()`` (explicitly; no import magic), so
