@@ -123,6 +123,7 @@ class SnapshotView(APIView):
             "and you have the current state. Authorized exactly like a subscribe."
         ),
         parameters=[
+            OpenApiParameter("channel", str, OpenApiParameter.PATH, description="orders, kds or tables"),
             OpenApiParameter("location_id", str, required=True, description="The location (loc-...)"),
             OpenApiParameter("station", str, description="kds only: the tickets of one station"),
         ],
