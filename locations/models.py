@@ -46,6 +46,9 @@ def save_versioned(instance: models.Model, save: Any, kwargs: dict[str, Any]) ->
     using = str(kwargs.get("using") or router.db_for_write(type(instance), instance=instance))
     update_fields = kwargs.get("update_fields")
     if update_fields is not None:
+        if not update_fields:
+            save(**kwargs)  # Django's "save nothing": no change, no version
+            return
         kwargs["update_fields"] = {*update_fields, "version"}
     with transaction.atomic(using=using):
         claim_next_version(instance, using)

@@ -25,6 +25,7 @@ def test_each_model_starts_at_one_and_grows_by_one_per_save(world: Any) -> None:
         assert record.version == 1
         record.save()
         record.save(update_fields=["status"])  # a partial save still counts
+        record.save(update_fields=[])  # Django's "save nothing"
         record.refresh_from_db()
         assert record.version == 3
 
