@@ -46,7 +46,7 @@ bench-quick: $(STAMP)
 
 # Two gateway processes on one Redis, for a local look at scale-out (ports 8001 and 8002).
 run-cluster: $(STAMP)
-	$(PY) -m realtime.cluster --processes 2 --base-port 8001
+	$(PY) -m tools.run_cluster --processes 2 --base-port 8001
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache tools/ts/node_modules

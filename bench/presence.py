@@ -225,7 +225,7 @@ import asyncio, json, time
 import django
 django.setup()
 from realtime.liveness import RedisLiveness
-from realtime.redis import key_prefix
+from realtime.redis_client import key_prefix
 
 async def main(beats):
     store = RedisLiveness(key_prefix(), process="proc-bench-probe")

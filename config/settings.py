@@ -7,32 +7,20 @@ history to Redis so that many processes can serve one deployment.
 
 from __future__ import annotations
 
-import ipaddress
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.env import BASE_DIR as BASE_DIR  # re-exported: Django projects look for settings.BASE_DIR
+from config.env import Environment, read
+from realtime.conf import check_environment
 
+ENV = read(Environment)  # every variable below, typed; a bad one stops the process here, by name
+check_environment()  # the REALTIME_<NAME> tunables, likewise
 
-def env_bool(name: str, default: bool = False) -> bool:
-    """Read a yes/no environment variable."""
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    """Read a comma-separated environment variable."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-DEBUG = env_bool("DEBUG")
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+DEBUG = ENV.DEBUG
+SECRET_KEY = ENV.SECRET_KEY
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -40,8 +28,10 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-dev-key-only-for-debug-mode-never-in-production"
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "localhost,127.0.0.1")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+ALLOWED_HOSTS = ENV.ALLOWED_HOSTS
+if "ALLOWED_HOSTS" not in ENV.model_fields_set:
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"] if DEBUG else ["localhost", "127.0.0.1"]
+CSRF_TRUSTED_ORIGINS = ENV.CSRF_TRUSTED_ORIGINS
 
 INSTALLED_APPS = [
     "daphne",
@@ -89,19 +79,14 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),  # Django advises 0 under ASGI
-    )
-}
-if os.environ.get("DATABASE_POOL", "1") not in ("", "0") and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+DATABASES = {"default": dj_database_url.parse(ENV.DATABASE_URL, conn_max_age=ENV.DATABASE_CONN_MAX_AGE)}
+if ENV.DATABASE_POOL and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # issue 13: Django's psycopg pool, shared by every thread (a persistent connection is per thread, and the ASGI
     # handler runs each request in a new one). It replaces CONN_MAX_AGE; docs/deploy.md has the measurement.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
-        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
+        "max_size": ENV.DATABASE_POOL_MAX_SIZE,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Daphne runs sync views in threads; a busy timeout keeps concurrent writers from failing at once.
@@ -121,18 +106,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = ENV.STATIC_ROOT
 # The console's assets are served by the gateway itself (config/asgi.py, Django's static files handler) so the
 # console works anywhere; in production, `collectstatic` and nginx's `location /static/` serve them (docs/deploy.md).
 
 # Channels: in-memory layer for one process, Redis when REDIS_URL is set.
-REDIS_URL = os.environ.get("REDIS_URL", "")
-REDIS_SENTINELS = env_list("REDIS_SENTINELS")  # "host:port,host:port"
+REDIS_URL = ENV.REDIS_URL
+REDIS_SENTINELS = ENV.REDIS_SENTINELS  # "host:port,host:port"
 REDIS_SENTINEL_HOSTS = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in REDIS_SENTINELS]
-REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
-CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "pubsub")  # pubsub | core
+REDIS_SENTINEL_MASTER = ENV.REDIS_SENTINEL_MASTER
+CHANNEL_LAYER_BACKEND = ENV.CHANNEL_LAYER_BACKEND  # pubsub | core
 # Namespaces every Redis key and pub/sub channel of one deployment (pub/sub ignores the database number).
-REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "rtgw")
+REDIS_PREFIX = ENV.REDIS_PREFIX
 
 
 def build_channel_layers() -> dict[str, dict[str, object]]:
@@ -148,7 +133,7 @@ def build_channel_layers() -> dict[str, dict[str, object]]:
         host = {"address": REDIS_URL}
     if CHANNEL_LAYER_BACKEND == "core":
         # The core layer drops group messages silently past `capacity`; the hub channel needs room for bursts.
-        host["max_connections"] = int(os.environ.get("REDIS_MAX_CONNECTIONS", "200"))
+        host["max_connections"] = ENV.REDIS_MAX_CONNECTIONS
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -179,14 +164,10 @@ REST_FRAMEWORK = {
 # REST hardening and login throttling (issue 20; docs/security.md).
 # One body limit for every request (Django enforces it on read; /v1/ answers 413 payload_too_large); nginx's
 # client_max_body_size is the same 1 MiB.
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = ENV.DATA_UPLOAD_MAX_MEMORY_SIZE
 # Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx on the same host by default.
 # FORWARDED_ALLOW_IPS, which uvicorn read before realtime/proxy.py did this for both servers, still counts.
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
-try:  # fail at start-up, not at the first request; "*" (trust everyone) is refused too
-    [ipaddress.ip_network(entry, strict=False) for entry in TRUSTED_PROXIES]
-except ValueError as exc:
-    raise ImproperlyConfigured(f"TRUSTED_PROXIES must list IP addresses or networks: {exc}") from None
+TRUSTED_PROXIES = ENV.TRUSTED_PROXIES
 # Login failure counts live here: Redis (shared by every process) when REDIS_URL is set, else this process.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -219,11 +200,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=int(os.environ.get("JWT_ACCESS_TOKEN_LIFETIME_SECONDS", "900"))),
-    "REFRESH_TOKEN_LIFETIME": timedelta(
-        seconds=int(os.environ.get("JWT_REFRESH_TOKEN_LIFETIME_SECONDS", str(7 * 24 * 3600)))
-    ),
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", SECRET_KEY),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=ENV.JWT_ACCESS_TOKEN_LIFETIME_SECONDS),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=ENV.JWT_REFRESH_TOKEN_LIFETIME_SECONDS),
+    "SIGNING_KEY": ENV.JWT_SIGNING_KEY or SECRET_KEY,
     "ALGORITHM": "HS256",
     "UPDATE_LAST_LOGIN": False,
 }
@@ -232,11 +211,9 @@ SIMPLE_JWT = {
 REALTIME: dict[str, object] = {}
 
 # Observability (issue 15): who may scrape GET /metrics (addresses or networks, or the bearer token), log format.
-METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")  # text | json (one JSON object per line)
-if LOG_FORMAT not in {"text", "json"}:
-    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+METRICS_ALLOWED_IPS = ENV.METRICS_ALLOWED_IPS
+METRICS_TOKEN = ENV.METRICS_TOKEN
+LOG_FORMAT = ENV.LOG_FORMAT  # text | json (one JSON object per line)
 
 LOGGING = {
     "version": 1,
@@ -253,13 +230,13 @@ LOGGING = {
             "filters": ["redact_tokens"],
         }
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": ENV.LOG_LEVEL},
     "loggers": {
         # Servers' own loggers keep their handlers; the filter still keeps tokens out of what they print.
         "uvicorn.error": {"filters": ["redact_tokens"]},
         "uvicorn.access": {"filters": ["redact_tokens"]},
         "django.channels.server": {
-            "level": os.environ.get("ACCESS_LOG_LEVEL", "WARNING"),
+            "level": ENV.ACCESS_LOG_LEVEL,
             "filters": ["redact_tokens"],
         },
         "daphne": {"level": "WARNING"},
@@ -275,5 +252,5 @@ if LOG_FORMAT == "json":
             "propagate": False,
         }
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BEHIND_TLS_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if ENV.BEHIND_TLS_PROXY else None
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = ENV.BEHIND_TLS_PROXY

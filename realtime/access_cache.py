@@ -27,7 +27,7 @@ def recall(user_pk: Any, stream: str) -> bool | None:
 
 
 def remember(user_pk: Any, public_id: str, stream: str, allowed: bool) -> None:
-    ttl = float(realtime_settings.PUBLISH_AUTH_CACHE_SECONDS)
+    ttl = realtime_settings.PUBLISH_AUTH_CACHE_SECONDS
     if ttl <= 0:
         return
     if len(_entries) >= MAX_ENTRIES:

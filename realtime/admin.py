@@ -22,6 +22,7 @@ from accounts.models import User
 from locations.models import Location
 from realtime import live
 from realtime.registry import CHANNELS, Scope
+from realtime.streams import scope_of, split_stream
 
 # The admin index links the page (realtime/templates/admin/realtime/index.html adds a "Realtime gateway" box).
 admin.site.index_template = "admin/realtime/index.html"
@@ -40,7 +41,7 @@ def screens_per_channel(connections: list[live.LiveConnection], location_ids: li
     counts: dict[str, dict[str, set[str]]] = {loc: defaultdict(set) for loc in location_ids}
     for connection in connections:
         for stream in connection.streams:
-            channel, _, location_id = stream.partition(":")
+            channel, location_id = split_stream(stream)
             if location_id in counts and channel in LOCATION_CHANNELS:
                 counts[location_id][channel].add(connection.connection_id)
                 counts[location_id][ANY_CHANNEL].add(connection.connection_id)
@@ -50,7 +51,7 @@ def screens_per_channel(connections: list[live.LiveConnection], location_ids: li
 
 
 def _location_of_interest(connection: live.LiveConnection, location_id: str) -> bool:
-    return any(stream.partition(":")[2] == location_id for stream in connection.streams)
+    return any(scope_of(stream) == location_id for stream in connection.streams)
 
 
 def _disconnect(request: HttpRequest) -> str:

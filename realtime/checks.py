@@ -8,8 +8,8 @@ from typing import Any
 from django.core import checks
 
 from accounts.permissions import CATALOG
-from realtime.groups import group_for_stream
 from realtime.registry import CHANNELS, ChannelParams, LocationParams, Scope
+from realtime.streams import group_for_stream
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 

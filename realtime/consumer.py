@@ -1,9 +1,10 @@
 """The WebSocket consumer: the I/O shell around ``realtime.protocol``.
 
-It authenticates the handshake, turns each client frame into a command (``protocol.parse_object``), asks the
+It authenticates the handshake, turns each client frame into a command (``protocol.parse_message``), asks the
 database what it must (authorization, at subscribe time only), applies the decision to the connection's state and
-queues the replies. Events arrive from the process hub (``realtime.hub``) as plain method calls and are filtered and
-framed here without touching the database. Every outbound frame, replies and events alike, leaves through one
+queues the replies. Events arrive from the process hub (``realtime.hub``) as plain method calls, are filtered here
+without touching the database, and sent, dropped or held as each subscription's cursor (``realtime.delivery``)
+decides; this module keeps only the awaits. Every outbound frame, replies and events alike, leaves through one
 ``SendQueue`` (``realtime.sendqueue``), so frames keep their order and a client that stops reading is closed (4408)
 instead of growing the server's memory.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,12 +21,13 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import expiry, live, metrics, presence, protocol
-from realtime import redis as shared_redis
+from realtime import delivery, expiry, live, metrics, presence, protocol
+from realtime import redis_client as shared_redis
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
 from realtime.connections import get_connection_registry
+from realtime.delivery import DELIVER, FILL_GAP
 from realtime.errors import (
     CloseCode,
     ConnectionLimit,
@@ -40,13 +41,11 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.groups import group_for_stream
 from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
-from realtime.jsondecode import decode_json
 from realtime.limits import TokenBucket
-from realtime.publishing import envelope_tail
 from realtime.sendqueue import SendQueue
+from realtime.streams import StreamPosition, group_for_stream, scope_of, split_stream
 
 logger = logging.getLogger(__name__)
 
@@ -131,21 +130,14 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         metrics.record_command("connect", "ok", time.perf_counter() - started)
         logger.debug("connection opened", extra=self._log_context("connected"))
         self._watch_token_expiry(self.identity.expires_at)
-        self.push(
-            {
-                "type": "connected",
-                "user_id": self.user_id,
-                "connection_id": self.connection_id,
-                "server_time": protocol.now_iso(),
-                "limits": {
-                    "max_subscriptions": self.state.max_subscriptions,
-                    "max_message_bytes": int(realtime_settings.MAX_MESSAGE_BYTES),
-                    "rate_limit_per_second": float(realtime_settings.RATE_LIMIT_PER_SECOND),
-                    "rate_limit_burst": int(realtime_settings.RATE_LIMIT_BURST),
-                    "max_connections_per_user": limit,
-                },
-            }
-        )
+        limits: dict[str, int | float] = {
+            "max_subscriptions": self.state.max_subscriptions,
+            "max_message_bytes": int(realtime_settings.MAX_MESSAGE_BYTES),
+            "rate_limit_per_second": float(realtime_settings.RATE_LIMIT_PER_SECOND),
+            "rate_limit_burst": int(realtime_settings.RATE_LIMIT_BURST),
+            "max_connections_per_user": limit,
+        }
+        self.push(protocol.connected(self.user_id, self.connection_id, limits))
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -171,28 +163,21 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         live.get_tracker().forget(self.connection_id)
         with contextlib.suppress(Exception):
             await get_connection_registry().remove(self.user_id, self.connection_id)
-        _, groups = self.state.remove_all()
-        keeper = presence.get_keeper()
+        _, subscribed_groups = self.state.remove_all()
+        groups = {*subscribed_groups, *(group_for_stream(k) for k in self.presence_keys)}
         for key in list(self.presence_keys):
-            keeper.untrack(self.connection_id, key)
-            with contextlib.suppress(Exception):
-                await presence.aleave(key, self.connection_id)
-        for group in {*groups, *(group_for_stream(k) for k in self.presence_keys)}:
+            await self._leave_presence(key)
+        for group in groups:
             with contextlib.suppress(Exception):
                 await hub.leave(group, self)
-        self.presence_keys.clear()
 
     async def close_for_restart(self, code: int) -> None:
         """Leave presence cleanly and close with ``code`` (1012): the client reconnects, elsewhere if need be."""
         if self.closing:
             return
         self.closing = True
-        keeper = presence.get_keeper()
         for key in list(self.presence_keys):
-            keeper.untrack(self.connection_id, key)
-            with contextlib.suppress(Exception):
-                await presence.aleave(key, self.connection_id)
-        self.presence_keys.clear()
+            await self._leave_presence(key)
         self.sendq.put_close(code)
 
     def _origin_allowed(self) -> bool:
@@ -278,17 +263,18 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         request_id: str | int | None = None
         started = time.perf_counter()
         kind, result = "invalid", "ok"
+        command: protocol.Command | None = None
         try:
             if text_data is None:
                 raise InvalidMessage("Binary frames are not supported; send JSON text frames")
-            raw = decode_json(text_data)
-            request_id = protocol.request_id_of(raw)
-            kind = metrics.command_type_label(raw)
-            command = protocol.parse_object(raw)
+            command = protocol.parse_message(text_data)
+            request_id, kind = command.id, command.type
             await self.handlers[type(command)](self, command)
             if isinstance(command, CHANGES_LIVE_ENTRY):
                 self._update_live_entry()
         except ProtocolError as exc:
+            if command is None:  # the frame did not parse: answer with the id and count it by the type it claimed
+                request_id, kind = exc.request_id, metrics.command_type_label(exc.message_type)
             result = metrics.error_code_label(exc.code)
             self.push(exc.as_frame(request_id))
             if exc.close_code is not None:
@@ -337,72 +323,52 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.state.check_room()
         await aauthorize(self.user, request.spec, request.scope_ids)
         subscription, to_join = self.state.add(request)
-        subscription.pending = []  # events that arrive before the response wait behind it
+        subscription.cursor.hold()  # events that arrive before the response wait behind it
         try:
             starts = await self._starting_points(subscription, command.resume or {})
             for group in to_join:
                 await self._join_group(group)
             covered = await self._replay(subscription, starts)
-
         except BaseException:
-            _, to_leave = self.state.remove(subscription.id)
-            for group in to_leave:
-                await self._leave_group_if_unused(group)
+            await self._drop_subscription(subscription.id)
             raise
-        extra: dict[str, Any] = {}
-        if command.resume is not None:  # the client asked to resume: say what was covered and where streams stand
-            metrics.record_resume({stream: covered.get(stream, False) for stream in command.resume})
-            # A stream outside this subscription is answered false: nothing replayed, nothing leaked.
-            extra["resumed"] = {stream: covered.get(stream, False) for stream in command.resume}
-            extra["positions"] = {
-                stream: {"seq": seq, "epoch": epoch} if epoch else {"seq": seq}
-                for stream, (epoch, seq) in subscription.positions.items()
-            }
-        reply = protocol.response(
-            command.id,
-            subscription_id=subscription.id,
-            channel=subscription.spec.name,
-            params=subscription.params,
-            **extra,
-        )
-        self.push_text(protocol.encode(reply))
+        resumed = None if command.resume is None else delivery.resume_outcome(command.resume, covered)
+        if resumed is not None:
+            metrics.record_resume(resumed)
+        self.push(protocol.subscribed(command.id, subscription, resumed))
         self._flush_replay_and_pending(subscription)
 
     async def _starting_points(
-        self, subscription: protocol.Subscription, resume: dict[str, Any]
-    ) -> dict[str, tuple[int, str | None]]:
+        self, subscription: protocol.Subscription, resume: dict[str, protocol.ResumePosition]
+    ) -> dict[str, protocol.ResumePosition]:
         """Where each stream's feed starts: the client's resume position, or where the stream stands now.
+
+        A start is a ``ResumePosition``, as a client sends it, because its epoch may be absent (no epoch check).
 
         Read before the groups are joined, then replayed after: an event published while the join is under way
         (a Redis SUBSCRIBE is not confirmed before it returns) is then sent from history, not lost.
         """
         history = get_history()
-        starts: dict[str, tuple[int, str | None]] = {}
+        starts: dict[str, protocol.ResumePosition] = {}
         for stream in subscription.streams:
             if stream in resume:
-                starts[stream] = (resume[stream].seq, resume[stream].epoch)
+                starts[stream] = resume[stream]
             else:
-                epoch, seq = await history.position(stream)
-                starts[stream] = (seq, epoch or None)
+                now = await history.position(stream)
+                starts[stream] = protocol.ResumePosition.model_construct(seq=now.seq, epoch=now.epoch or None)
         return starts
 
     async def _replay(
-        self, subscription: protocol.Subscription, starts: dict[str, tuple[int, str | None]]
+        self, subscription: protocol.Subscription, starts: dict[str, protocol.ResumePosition]
     ) -> dict[str, bool]:
         """Load each stream's events after its starting point (sent right after the response); report coverage."""
         covered: dict[str, bool] = {}
         history = get_history()
         backlog: list[str] = []
-        for stream, (after, epoch) in starts.items():
-            replay = await history.replay(stream, after, epoch)
+        for stream, start in starts.items():
+            replay = await history.replay(stream, start.seq, start.epoch)
             covered[stream] = replay.covered
-            subscription.positions[stream] = (replay.epoch, after if replay.covered else replay.last_seq)
-            for seq, raw in replay.events:
-                record = json.loads(raw)
-                if subscription.matcher.matches(record["event"], record["fields"]):
-                    tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
-                    backlog.append(subscription.frame_prefix + tail)
-                subscription.positions[stream] = (replay.epoch, seq)
+            backlog.extend(delivery.start_replay(subscription, stream, start.seq, replay))
         subscription.backlog = backlog
         return covered
 
@@ -410,14 +376,17 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         for frame in subscription.backlog:
             self.push_text(frame)
         subscription.backlog = []
-        pending, subscription.pending = subscription.pending or [], None
-        for message in pending:
+        for message in subscription.cursor.release():
             self._deliver_to(subscription, message)
 
-    async def handle_unsubscribe(self, command: protocol.Unsubscribe) -> None:
-        _, to_leave = self.state.remove(command.subscription_id)
+    async def _drop_subscription(self, subscription_id: str) -> None:
+        """Forget a subscription and leave the groups nothing else of this connection reads."""
+        _, to_leave = self.state.remove(subscription_id)
         for group in to_leave:
             await self._leave_group_if_unused(group)
+
+    async def handle_unsubscribe(self, command: protocol.Unsubscribe) -> None:
+        await self._drop_subscription(command.subscription_id)
         self.push(
             protocol.response(command.id, subscription_id=command.subscription_id, message="Unsubscribed successfully")
         )
@@ -457,11 +426,23 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def handle_presence_leave(self, command: protocol.PresenceLeave) -> None:
         key = await self._presence_target(command.channel, command.params)
         if key in self.presence_keys:
-            self.presence_keys.discard(key)
-            presence.get_keeper().untrack(self.connection_id, key)
-            await presence.aleave(key, self.connection_id)
-            await self._leave_group_if_unused(group_for_stream(key))
+            await self._leave_presence(key)
         self.push(protocol.response(command.id, channel=command.channel, params=command.params))
+
+    async def _leave_presence(self, key: str) -> None:
+        """Stop being present at ``key``, and leave its group when nothing else of this connection reads it.
+
+        Untracked first, so the keeper never renews what is being removed. A closing connection leaves its groups
+        with the rest of its state, and a store outage must not keep it from closing.
+        """
+        self.presence_keys.discard(key)
+        presence.get_keeper().untrack(self.connection_id, key)
+        if self.closing:
+            with contextlib.suppress(Exception):
+                await presence.aleave(key, self.connection_id)
+            return
+        await presence.aleave(key, self.connection_id)
+        await self._leave_group_if_unused(group_for_stream(key))
 
     async def handle_presence_list(self, command: protocol.PresenceList) -> None:
         key = await self._presence_target(command.channel, command.params)
@@ -508,51 +489,24 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         return sent
 
     def _deliver_to(self, subscription: protocol.Subscription, message: dict[str, Any]) -> bool:
-        if subscription.pending is not None:
-            subscription.pending.append(message)
-            return False
-        stream = message["stream"]
-        position = subscription.positions.get(stream)
-        seq = message["seq"]
-        # An empty epoch is a stream that had no history yet when the subscription started: any epoch continues it.
-        if position is not None and position[0] in (message["epoch"], ""):
-            if seq <= position[1]:
-                return False  # already sent (replay and live feed overlap at the seam)
-            if seq > position[1] + 1:
-                self._catch_up(subscription, stream, position, message)
-                return False
-        subscription.positions[stream] = (message["epoch"], seq)
-        self.push_text(subscription.frame_prefix + message["tail"])
-        return True
+        verdict = subscription.cursor.offer(message)
+        if verdict is DELIVER:
+            self.push_text(subscription.frame_prefix + message["tail"])
+            return True
+        if verdict is FILL_GAP:
+            stream = message["stream"]
+            self._spawn(self._fill_gap(subscription, stream, subscription.cursor.positions[stream]))
+        return False
 
-    def _catch_up(
-        self, subscription: protocol.Subscription, stream: str, position: tuple[str, int], message: dict[str, Any]
-    ) -> None:
-        """A later seq overtook an earlier one (two publishers racing): fetch the missing ones from history."""
-        subscription.pending = [message]
-        self._spawn(self._fill_gap(subscription, stream, position))
-
-    async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: tuple[str, int]) -> None:
+    async def _fill_gap(self, subscription: protocol.Subscription, stream: str, position: StreamPosition) -> None:
+        """Fetch what a later seq overtook from history, send it, then release the events held meanwhile."""
         try:
-            replay = await get_history().replay(stream, position[1], position[0] or None)
+            replay = await get_history().replay(stream, position.seq, position.epoch or None)
         except Exception:
             logger.warning("gap fill failed for %s; delivering what arrived", stream, exc_info=True)
             replay = None
-        if replay is not None and replay.covered:
-            for seq, raw in replay.events:
-                current = subscription.positions.get(stream)
-                if current is not None and current[0] == replay.epoch and seq <= current[1]:
-                    continue
-                record = json.loads(raw)
-                if subscription.matcher.matches(record["event"], record["fields"]):
-                    tail = envelope_tail(subscription.spec.name, stream, seq, replay.epoch, record)
-                    self.push_text(subscription.frame_prefix + tail)
-                subscription.positions[stream] = (replay.epoch, seq)
-        else:
-            pending = subscription.pending or []
-            if pending:  # history cannot fill it: accept the gap rather than stall the stream
-                first = pending[0]
-                subscription.positions[stream] = (first["epoch"], first["seq"] - 1)
+        for frame in delivery.fill_gap(subscription, stream, replay):
+            self.push_text(frame)
         if subscription.id in self.state.subscriptions:
             self._flush_replay_and_pending(subscription)
 
@@ -574,27 +528,15 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         assert self.identity is not None
         self.identity = Identity(user, self.identity.expires_at)
         for subscription in list(self.state.subscriptions.values()):
-            scope_ids = tuple(s.partition(":")[2] for s in subscription.streams)
+            scope_ids = tuple(scope_of(s) for s in subscription.streams)
             if not await amay_read(user, subscription.spec, scope_ids):
-                _, to_leave = self.state.remove(subscription.id)
-                for group in to_leave:
-                    await self._leave_group_if_unused(group)
-                self.push(
-                    {
-                        "type": "subscription_revoked",
-                        "subscription_id": subscription.id,
-                        "channel": subscription.spec.name,
-                        "reason": "permission_removed",
-                    }
-                )
+                await self._drop_subscription(subscription.id)
+                self.push(protocol.subscription_revoked(subscription, "permission_removed"))
         for key in list(self.presence_keys):
-            channel, _, location_id = key.partition(":")
+            channel, location_id = split_stream(key)
             spec = protocol.lookup_channel(channel)
             if not await amay_read(user, spec, (location_id,)):
-                self.presence_keys.discard(key)
-                presence.get_keeper().untrack(self.connection_id, key)
-                await presence.aleave(key, self.connection_id)
-                await self._leave_group_if_unused(group_for_stream(key))
+                await self._leave_presence(key)
         self._update_live_entry()
 
     def _update_live_entry(self) -> None:

@@ -44,13 +44,13 @@ def install_daphne_support() -> bool:
     original_send = WebSocketProtocol.serverSend
 
     def server_send(self: Any, content: Any, binary: bool = False) -> None:
-        limit = int(realtime_settings.MAX_SEND_BUFFER_BYTES)
+        limit = realtime_settings.MAX_SEND_BUFFER_BYTES
         transport = getattr(self, "transport", None)
         if limit > 0 and transport is not None and buffered_bytes(transport) > limit:
             if not getattr(self, "_realtime_overflowed", False):
                 self._realtime_overflowed = True
                 logger.info("closing slow consumer %s: %d bytes unsent", self.client_addr, buffered_bytes(transport))
-                abort_after = float(realtime_settings.SLOW_CONSUMER_ABORT_SECONDS)
+                abort_after = realtime_settings.SLOW_CONSUMER_ABORT_SECONDS
                 # Autobahn would drop the peer after its 1 s close-handshake timeout, losing the 4408 frame that
                 # waits behind the backlog; give a late reader the same grace as our own abort below.
                 self.closeHandshakeTimeout = abort_after

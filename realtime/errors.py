@@ -75,6 +75,9 @@ class ProtocolError(Exception):
     default_message: ClassVar[str] = "Internal error"
     close_code: ClassVar[CloseCode | None] = None
     http_status: ClassVar[int] = 400
+    # Set by ``protocol.parse_message`` on a frame that failed to parse: the id to echo and the type it claimed.
+    request_id: str | int | None = None
+    message_type: object = None
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.default_message

@@ -98,7 +98,7 @@ class Heartbeat:
             logger.warning("presence liveness was lost (Redis restart or outage): re-joined %d members", rejoined)
 
     async def run_forever(self) -> None:
-        interval = float(realtime_settings.PRESENCE_HEARTBEAT_SECONDS)
+        interval = realtime_settings.PRESENCE_HEARTBEAT_SECONDS
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()

@@ -19,8 +19,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.streams import StreamPosition
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,10 @@ SUPERSEDED_SEQ = 0
 
 
 class HistoryStore(Protocol):
-    async def append(self, stream: str, record: str) -> tuple[int, str]: ...
+    async def append(self, stream: str, record: str) -> StreamPosition:
+        """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 
-    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> StreamPosition:
         """``append``, unless a higher ``version`` of ``entity_id`` was appended to ``stream`` before: then nothing
         is stored and the seq answered is ``SUPERSEDED_SEQ``. Atomic with the append, so a stream never carries an
         entity's version n after a version above n (docs/protocol.md, "Snapshots and versions")."""
@@ -59,9 +61,11 @@ class HistoryStore(Protocol):
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay: ...
 
-    async def position(self, stream: str) -> tuple[str, int]: ...
+    async def position(self, stream: str) -> StreamPosition:
+        """Where the stream stands now (seq 0 and no epoch when it has no history)."""
 
-    async def anchor(self, stream: str) -> tuple[str, int]: ...
+    async def anchor(self, stream: str) -> StreamPosition:
+        """``position``, but never without an epoch: a stream with no history gets its epoch now."""
 
 
 def _new_epoch() -> str:
@@ -78,19 +82,19 @@ class MemoryHistory:
         self._events: dict[str, deque[tuple[int, float, str]]] = {}
         self._versions: dict[str, dict[str, int]] = {}
 
-    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> StreamPosition:
         with self._lock:
             versions = self._versions.setdefault(stream, {})
             if versions.get(entity_id, 0) > version:
-                return SUPERSEDED_SEQ, self._epoch
+                return StreamPosition(SUPERSEDED_SEQ, self._epoch)
             versions[entity_id] = version
             return self._append_locked(stream, record)
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         with self._lock:
             return self._append_locked(stream, record)
 
-    def _append_locked(self, stream: str, record: str) -> tuple[int, str]:
+    def _append_locked(self, stream: str, record: str) -> StreamPosition:
         """Append under ``self._lock``."""
         seq = self._seq.get(stream, 0) + 1
         self._seq[stream] = seq
@@ -98,13 +102,13 @@ class MemoryHistory:
         if events is None:
             events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
         events.append((seq, time.time(), record))
-        return seq, self._epoch
+        return StreamPosition(seq, self._epoch)
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         with self._lock:
-            return self._epoch, self._seq.get(stream, 0)
+            return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
-    async def anchor(self, stream: str) -> tuple[str, int]:
+    async def anchor(self, stream: str) -> StreamPosition:
         """``position``; this process's epoch covers every stream, also one with no event yet."""
         return await self.position(stream)
 
@@ -177,7 +181,7 @@ class RedisHistory:
         base = f"{self.key_prefix}{{{stream}}}"  # one hash slot per stream
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
-    async def append(self, stream: str, record: str) -> tuple[int, str]:
+    async def append(self, stream: str, record: str) -> StreamPosition:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
@@ -188,16 +192,16 @@ class RedisHistory:
                 int(time.time() * 1000),
             ],
         )
-        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
-    async def position(self, stream: str) -> tuple[str, int]:
+    async def position(self, stream: str) -> StreamPosition:
         seq_key, _, epoch_key = self._keys(stream)
         epoch, seq = await shared_redis.client().mget(epoch_key, seq_key)
         if epoch is None:
-            return "", 0
-        return epoch.decode(), int(seq or 0)
+            return StreamPosition(0, "")
+        return StreamPosition(int(seq or 0), epoch.decode())
 
-    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> tuple[int, str]:
+    async def append_versioned(self, stream: str, record: str, entity_id: str, version: int) -> StreamPosition:
         seq_key, events_key, epoch_key = self._keys(stream)
         base = seq_key.removesuffix(":seq")
         seq, epoch = await shared_redis.script(_APPEND_VERSIONED_SCRIPT)(
@@ -211,13 +215,13 @@ class RedisHistory:
                 version,
             ],
         )
-        return int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
-    async def anchor(self, stream: str) -> tuple[str, int]:
+    async def anchor(self, stream: str) -> StreamPosition:
         """``position``, giving a stream with no history its epoch now: a position handed out (a snapshot's) must be
         resumable with an epoch check, or a history lost in between would go unnoticed."""
         epoch, seq = await shared_redis.script(_ANCHOR_SCRIPT)(keys=self._keys(stream), args=[_new_epoch()])
-        return epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(seq or 0)
+        return StreamPosition(int(seq or 0), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime import access_cache, live, metrics
-from realtime.groups import CONTROL_GROUP
 from realtime.heartbeat import astart_heartbeat
+from realtime.streams import CONTROL_GROUP
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ SHUTDOWN_DRAIN_SECONDS = 5.0
 
 async def aclose_all_connections() -> int:
     """Close every connection of this process with the restart code; return how many were closed."""
-    code = int(realtime_settings.SHUTDOWN_CLOSE_CODE)
+    code = realtime_settings.SHUTDOWN_CLOSE_CODE
     members = [m for hub in current_hubs() for ms in list(hub.users.values()) for m in ms]
     await asyncio.gather(*(m.close_for_restart(code) for m in members), return_exceptions=True)
     return len(members)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
 
@@ -114,7 +114,7 @@ class DirectoryStore(Protocol):
 
 
 def _ttl_seconds() -> float:
-    return float(realtime_settings.PRESENCE_TTL_SECONDS)
+    return realtime_settings.PRESENCE_TTL_SECONDS
 
 
 class MemoryDirectory:

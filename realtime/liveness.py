@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 
 T = TypeVar("T")
@@ -59,7 +59,7 @@ def procs_key(prefix: str) -> str:
 
 
 def lapse_ms() -> int:
-    return max(1, int(float(realtime_settings.PRESENCE_TTL_SECONDS) * 1000))
+    return max(1, int(realtime_settings.PRESENCE_TTL_SECONDS * 1000))
 
 
 class ProcessNotLive(Exception):

@@ -30,6 +30,7 @@ from realtime.conf import realtime_settings
 from realtime.errors import CloseCode, ErrorCode
 from realtime.protocol import MESSAGE_TYPES
 from realtime.registry import CHANNELS
+from realtime.streams import channel_of
 
 PUBLISH_SOURCES = ("rest", "python", "model", "outbox")
 """Who published an event: ``POST /v1/events``, Python code, a model save, the transactional outbox relay."""
@@ -104,7 +105,7 @@ def enabled() -> bool:
     """``REALTIME_METRICS_ENABLED``, read once (it is asked per event) and again after a settings change."""
     global _enabled
     if _enabled is None:
-        _enabled = bool(realtime_settings.METRICS_ENABLED)
+        _enabled = realtime_settings.METRICS_ENABLED
     return _enabled
 
 
@@ -122,9 +123,9 @@ def close_code_label(code: int | None) -> str:
     return label if label in CLOSE_CODE_LABELS else OTHER
 
 
-def command_type_label(raw: object) -> str:
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    return kind if isinstance(kind, str) and kind in COMMAND_TYPES else "invalid"
+def command_type_label(message_type: object) -> str:
+    """The metrics label of a frame that claimed ``message_type``: a known command's name, else ``invalid``."""
+    return message_type if isinstance(message_type, str) and message_type in COMMAND_TYPES else "invalid"
 
 
 def error_code_label(code: ErrorCode | str) -> str:
@@ -132,7 +133,7 @@ def error_code_label(code: ErrorCode | str) -> str:
 
 
 def channel_of_stream(stream: str) -> str:
-    channel = stream.partition(":")[0]
+    channel = channel_of(stream)
     return channel if channel in _deliveries else OTHER
 
 
@@ -141,7 +142,7 @@ def channel_of_stream(stream: str) -> str:
 
 def record_fanout(message: dict[str, Any], sent: int) -> None:
     """One event handed to ``sent`` local recipients: count them, observe its lag once."""
-    channel = message["stream"].partition(":")[0]
+    channel = channel_of(message["stream"])
     deliveries = _deliveries.get(channel)
     if deliveries is None:
         return
@@ -158,7 +159,7 @@ def record_fanout(message: dict[str, Any], sent: int) -> None:
 def record_published(stream: str, source: str, append_seconds: float) -> None:
     if not enabled():
         return
-    child = _published.get((stream.partition(":")[0], source))
+    child = _published.get((channel_of(stream), source))
     if child is None:
         child = EVENTS_PUBLISHED.labels(channel_of_stream(stream), source if source in PUBLISH_SOURCES else OTHER)
     child.inc()

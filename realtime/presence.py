@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import redis as shared_redis
-from realtime.groups import group_for_stream
+from realtime import redis_client as shared_redis
 from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
+from realtime.streams import group_for_stream, split_stream
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def reset_presence_store() -> None:
 
 
 def presence_frame(event: str, key: str, member: Member) -> str:
-    channel, _, location_id = key.partition(":")
+    channel, location_id = split_stream(key)
     return encode(
         {"type": "presence", "event": event, "channel": channel, "location_id": location_id, "data": member.as_wire()}
     )

@@ -82,8 +82,8 @@ def recall(user_pk: Any) -> Principal | None:
 
 def _store(user: User, generation: int) -> Principal | None:
     """Remember ``user`` unless access changed since its load began (then the caller's answer is used once)."""
-    ttl = float(realtime_settings.PRINCIPAL_CACHE_SECONDS)
-    limit = int(realtime_settings.PRINCIPAL_CACHE_MAX_ENTRIES)
+    ttl = realtime_settings.PRINCIPAL_CACHE_SECONDS
+    limit = realtime_settings.PRINCIPAL_CACHE_MAX_ENTRIES
     key = _key(getattr(user, jwt_settings.USER_ID_FIELD))
     with _lock:
         if ttl <= 0 or limit <= 0 or generation != _generation:

@@ -31,17 +31,19 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from realtime.delivery import Cursor
 from realtime.errors import (
     ChannelNotFound,
     InvalidMessage,
     InvalidParams,
+    ProtocolError,
     SubscriptionLimit,
     SubscriptionNotFound,
     UnknownType,
 )
-from realtime.groups import group_for_stream
 from realtime.jsondecode import decode_json
 from realtime.registry import ChannelParams, ChannelSpec, LocationParams, NotificationsParams, Scope, get_channel
+from realtime.streams import group_for_stream
 
 
 def is_request_id(value: Any) -> bool:
@@ -204,8 +206,18 @@ def request_id_of(raw: object) -> str | int | None:
 
 
 def parse_message(text: str) -> Command:
-    """Parse one client frame into a command, or raise the error that answers it."""
-    return parse_object(decode_json(text))
+    """Parse one client frame into a command, or raise the error that answers it.
+
+    The error carries the frame's request id and claimed type when it had them, so the reply echoes the id and the
+    metrics count the command even when its fields are invalid.
+    """
+    raw = decode_json(text)
+    try:
+        return parse_object(raw)
+    except ProtocolError as exc:
+        exc.request_id = request_id_of(raw)
+        exc.message_type = raw.get("type") if isinstance(raw, dict) else None
+        raise
 
 
 def parse_object(raw: object) -> Command:
@@ -366,14 +378,17 @@ class Subscription:
     matcher: EventMatcher
     created_at: str
     frame_prefix: str
-    # (epoch, last seq) delivered per stream, so replay and live feed meet without gap or duplicate.
-    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
-    # Live events held back while the subscribe response, a replay or a gap fill is on its way.
-    pending: list[dict[str, Any]] | None = None
+    # Where each stream stands and what is held back, so replay and live feed meet without gap or duplicate.
+    cursor: Cursor = field(default_factory=Cursor)
+    # Replayed frames waiting for the subscribe response to go first.
     backlog: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "channel": self.spec.name, "params": self.params, "created_at": self.created_at}
+
+    def event_frame(self, stream: str, seq: int, epoch: str, record: Mapping[str, Any]) -> str:
+        """This subscription's frame of a stored event (a replay; live events arrive with their tail encoded)."""
+        return self.frame_prefix + envelope_tail(self.spec.name, stream, seq, epoch, record)
 
 
 def event_frame_prefix(subscription_id: str) -> str:
@@ -461,3 +476,59 @@ def with_id(frame_type: str, request_id: str | int | None, **fields: Any) -> dic
         frame["id"] = request_id
     frame.update(fields)
     return frame
+
+
+def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Mapping[str, Any]) -> str:
+    """Encode an event once; each recipient's frame is its own prefix plus this tail."""
+    envelope: dict[str, Any] = {
+        "channel": spec_name,
+        "event": record["event"],
+        "event_id": record["event_id"],
+        "stream": stream,
+        "epoch": epoch,
+        "seq": seq,
+    }
+    for key in ("location_id", "user_id"):
+        if key in record:
+            envelope[key] = record[key]
+    envelope["timestamp"] = record["timestamp"]
+    envelope["data"] = record["data"]
+    return encode(envelope)[1:]
+
+
+def connected(user_id: str, connection_id: str, limits: dict[str, int | float]) -> dict[str, Any]:
+    """The first frame of an authenticated connection."""
+    return {
+        "type": "connected",
+        "user_id": user_id,
+        "connection_id": connection_id,
+        "server_time": now_iso(),
+        "limits": limits,
+    }
+
+
+def subscribed(
+    request_id: str | int | None, subscription: Subscription, resumed: dict[str, bool] | None
+) -> dict[str, Any]:
+    """The subscribe response; one that asked to resume also says what was covered and where streams stand."""
+    extra: dict[str, Any] = {}
+    if resumed is not None:
+        extra["resumed"] = resumed
+        extra["positions"] = subscription.cursor.wire_positions()
+    return response(
+        request_id,
+        subscription_id=subscription.id,
+        channel=subscription.spec.name,
+        params=subscription.params,
+        **extra,
+    )
+
+
+def subscription_revoked(subscription: Subscription, reason: str) -> dict[str, Any]:
+    """Sent when the server ends a subscription the user may no longer read."""
+    return {
+        "type": "subscription_revoked",
+        "subscription_id": subscription.id,
+        "channel": subscription.spec.name,
+        "reason": reason,
+    }

@@ -25,12 +25,12 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import metrics
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
-from realtime.groups import CONTROL_GROUP, group_for_stream
 from realtime.history import SUPERSEDED_SEQ, get_history, record_json
-from realtime.protocol import encode, new_id, now_iso
+from realtime.protocol import envelope_tail, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,24 +108,6 @@ def build_event(spec: ChannelSpec, event: str, scope_id: str, data: Mapping[str,
     }
 
 
-def envelope_tail(spec_name: str, stream: str, seq: int, epoch: str, record: Mapping[str, Any]) -> str:
-    """Encode an event once; each recipient's frame is its own prefix plus this tail."""
-    envelope: dict[str, Any] = {
-        "channel": spec_name,
-        "event": record["event"],
-        "event_id": record["event_id"],
-        "stream": stream,
-        "epoch": epoch,
-        "seq": seq,
-    }
-    for key in ("location_id", "user_id"):
-        if key in record:
-            envelope[key] = record[key]
-    envelope["timestamp"] = record["timestamp"]
-    envelope["data"] = record["data"]
-    return encode(envelope)[1:]
-
-
 def hub_message(stream: str, seq: int, epoch: str, record: Mapping[str, Any], tail: str) -> dict[str, Any]:
     """What travels over the channel layer: the filter inputs plus the pre-encoded tail."""
     return {
@@ -164,13 +146,14 @@ async def apublish(
     try:
         started = time.perf_counter()
         if entity is None:
-            seq, epoch = await get_history().append(stream, record_json(record))
+            position = await get_history().append(stream, record_json(record))
         else:
-            seq, epoch = await get_history().append_versioned(
+            position = await get_history().append_versioned(
                 stream, record_json(record), entity.entity_id, entity.version
             )
-            if seq == SUPERSEDED_SEQ:
-                return PublishedEvent(record["event_id"], stream, seq, epoch, superseded=True)
+            if position.seq == SUPERSEDED_SEQ:
+                return PublishedEvent(record["event_id"], stream, position.seq, position.epoch, superseded=True)
+        seq, epoch = position.seq, position.epoch
         appended = time.perf_counter() - started
         tail = envelope_tail(spec.name, stream, seq, epoch, record)
         await get_channel_layer().group_send(group_for_stream(stream), hub_message(stream, seq, epoch, record, tail))

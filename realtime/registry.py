@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from realtime.streams import stream_name
+
 PUBLIC_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PublicId = Annotated[str, StringConstraints(pattern=PUBLIC_ID_PATTERN)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -133,7 +135,7 @@ class ChannelSpec:
 
     def stream(self, scope_id: str) -> str:
         """The stream an event belongs to: channel plus location (or user)."""
-        return f"{self.name}:{scope_id}"
+        return stream_name(self.name, scope_id)
 
 
 CHANNELS: tuple[ChannelSpec, ...] = (

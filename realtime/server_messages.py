@@ -1,10 +1,10 @@
 """The frames the gateway sends, declared as pydantic models for the AsyncAPI document (``realtime.asyncapi``).
 
-The wire is still built where it always was (``protocol.response``/``with_id``, ``ProtocolError.as_frame``,
-``publishing.envelope_tail``, ``presence.presence_frame``, the consumer's ``connected`` and
-``subscription_revoked``): these models only describe it, and ``tests/realtime/test_asyncapi.py`` checks real frames
-from the live consumer against them, so a change on the wire that is not declared here fails a test. Event and
-error models are derived from the channel registry and from ``realtime.errors``, one per channel and per code.
+The wire is built elsewhere (``protocol.response``/``with_id``/``connected``/``subscribed``/``subscription_revoked``/
+``envelope_tail``, ``ProtocolError.as_frame``, ``presence.presence_frame``): these models only describe it, and
+``tests/realtime/test_asyncapi.py`` checks real frames from the live consumer against them, so a change on the wire
+that is not declared here fails a test. Event and error models are derived from the channel registry and from
+``realtime.errors``, one per channel and per code.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _title(name: str) -> str:
 
 
 def event_model(spec: ChannelSpec) -> type[Frame]:
-    """The event frame of one channel: the envelope of ``publishing.envelope_tail`` around the publisher's data."""
+    """The event frame of one channel: the envelope of ``protocol.envelope_tail`` around the publisher's data."""
     fields: dict[str, Any] = {
         "type": (Literal["event"], ...),
         "subscription_id": (str, ...),

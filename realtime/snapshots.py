@@ -29,7 +29,7 @@ from typing import Any
 
 from accounts.models import User
 from realtime import protocol
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.authorization import authorize
 from realtime.errors import ChannelNotFound, InvalidParams, StatelessChannel, Unavailable
 from realtime.history import get_history
@@ -91,7 +91,7 @@ def take_snapshot(user: User, channel: str, query: Mapping[str, str]) -> dict[st
     location_id = request.scope_ids[0]
     # The position first, then the items: see the module docstring for why this order makes the contract hold.
     try:
-        epoch, seq = run_sync(get_history().anchor, spec.stream(location_id))
+        position = run_sync(get_history().anchor, spec.stream(location_id))
     except Exception as exc:
         if not shared_redis.is_outage(exc):
             raise
@@ -101,7 +101,7 @@ def take_snapshot(user: User, channel: str, query: Mapping[str, str]) -> dict[st
     return {
         "channel": spec.name,
         "location_id": location_id,
-        "position": {"seq": seq, "epoch": epoch},
+        "position": {"seq": position.seq, "epoch": position.epoch},
         "id_field": source.id_field,
         "removed_statuses": list(source.removed_statuses),
         "items": items,

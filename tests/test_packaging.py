@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import base_env, free_port, provision_database
+from tests.support.ports import free_port
+from tests.support.processes import base_env, provision_database
 
 pytestmark = [pytest.mark.packaging, pytest.mark.e2e]
 

@@ -71,7 +71,7 @@ class LoginFailures(SimpleRateThrottle):
     def __init__(self) -> None:
         # The limits are gateway settings, read here rather than parsed from a DRF rate string ("10/15m" has none).
         self.num_requests = int(getattr(realtime_settings, self.limit_setting))
-        self.duration = int(realtime_settings.LOGIN_FAILURE_WINDOW_SECONDS)
+        self.duration = realtime_settings.LOGIN_FAILURE_WINDOW_SECONDS
         self.rate = f"{self.num_requests}/{self.duration}s"  # for reading only: DRF checks that it is set
         self.cache = caches[LOGIN_THROTTLE_CACHE]
         self.key: str | None = None

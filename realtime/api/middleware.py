@@ -45,7 +45,7 @@ def is_api_request(request: HttpRequest) -> bool:
 
 def body_limit_bytes() -> int:
     """The one request body limit: Django's own, which ``request.body`` enforces too."""
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
 
 
 def error_response(error: ProtocolError, headers: dict[str, str] | None = None) -> JsonResponse:

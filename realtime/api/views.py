@@ -24,6 +24,7 @@ from realtime.history import get_history
 from realtime.publishing import run_sync
 from realtime.registry import CHANNELS, get_channel
 from realtime.snapshots import take_snapshot
+from realtime.streams import split_stream
 
 
 class LocationListView(APIView):
@@ -83,7 +84,7 @@ class StreamEventsView(APIView):
         responses={200: HistoryPage, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody},
     )
     def get(self, request: Request, stream: str) -> Response:
-        channel, _, scope_id = stream.partition(":")
+        channel, scope_id = split_stream(stream)
         spec = get_channel(channel)
         if spec is None:
             raise ChannelNotFound(channel[:64])

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from locations.management.commands.seed_demo import DEMO_PASSWORD
-from tests.conftest import Client, open_client
+from tests.support.asgi import Client, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

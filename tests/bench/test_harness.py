@@ -20,4 +20,3 @@ def test_a_small_fanout_step_delivers_and_measures_everything(target: str) -> No
     assert step["expected"] == step["events_published"] * 20 > 0
     assert step["received"] == step["expected"] and step["lost"] == 0 and step["duplicates"] == 0
     assert step["latency_ms"]["p50"] > 0 and step["latency_ms"]["max"] >= step["latency_ms"]["p99"]
-    assert step["server_cpu_s"] >= 0

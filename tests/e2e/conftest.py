@@ -6,11 +6,14 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REDIS_TEST_URL, require_redis_server, require_service
-from tests.e2e.servers import Database, Gateway, RedisServer, base_env, free_port, manage, provision_database
+from tests.support import browser as support_browser
+from tests.support.ports import free_port
+from tests.support.processes import Database, Gateway, RedisServer, base_env, prepare_database, provision_database
+from tests.support.services import REDIS_TEST_URL, require_redis_server, require_service
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +23,7 @@ def e2e_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]
         require_service(os.environ["DATABASE_URL"], 5432, "PostgreSQL")
     provisioned = provision_database(tmp_path_factory.mktemp("e2e-db"))
     database = next(provisioned)
-    env = base_env(database.url)
-    manage(env, "migrate", "--noinput")
-    manage(env, "seed_demo")
+    prepare_database(base_env(database.url))
     yield database
     next(provisioned, None)
 
@@ -64,3 +65,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium (a playwright Browser); skipped or failed (REQUIRE_BROWSER) where missing."""
+    support_browser.require_chromium()
+    with support_browser.launch_chromium() as launched:
+        yield launched

@@ -2,8 +2,8 @@
 
 The admin page's effective-access table changes, and the live console of the user whose membership changed loses
 the subscription that no longer holds (``subscription_revoked`` on the wire), while the one still covered stays.
-The gateway has its own SQLite file; it uses Redis (REDIS_TEST_URL) when it answers, so the access change travels
-as it does in production.
+The gateway has its own SQLite file and uses Redis (REDIS_TEST_URL), so the access change travels as it does in
+production.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REDIS_TEST_URL, REQUIRE_SERVICES, require_service, service_reachable
-
-try:
-    from tests.e2e import browser_support as support
-except ImportError:  # tests/ is not a package: pytest put this directory on sys.path instead
-    import browser_support as support  # type: ignore[no-redef]
+from tests.support import browser as support
+from tests.support.processes import Gateway
+from tests.support.services import REDIS_TEST_URL, flush_redis_db, require_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -28,23 +25,12 @@ TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    support.require_chromium()
-    with support.launch_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gateway]:
-    if REQUIRE_SERVICES:
-        require_service(REDIS_TEST_URL, 6379, "Redis")
-    redis_url = REDIS_TEST_URL if service_reachable(REDIS_TEST_URL, 6379) else None
-    if redis_url:
-        support.flush_redis_db(redis_url)
-    with support.running_gateway(tmp_path_factory.mktemp("admin-browser"), redis_url=redis_url) as running:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    require_service(REDIS_TEST_URL, 6379, "Redis")
+    flush_redis_db(REDIS_TEST_URL)
+    with support.running_gateway(tmp_path_factory.mktemp("admin-browser"), redis_url=REDIS_TEST_URL) as running:
         yield running
-    if redis_url:
-        support.flush_redis_db(redis_url)
+    flush_redis_db(REDIS_TEST_URL)
 
 
 def sign_in_to_admin(page: Any, base_url: str) -> None:
@@ -61,9 +47,7 @@ def access_row(page: Any, permission: str) -> Any:
     )
 
 
-def test_changing_a_membership_in_the_admin_updates_the_table_and_revokes_live(
-    browser: Any, gateway: support.Gateway
-) -> None:
+def test_changing_a_membership_in_the_admin_updates_the_table_and_revokes_live(browser: Any, gateway: Gateway) -> None:
     from playwright.sync_api import expect
 
     contexts = [browser.new_context(viewport={"width": 1440, "height": 900}) for _ in range(2)]
@@ -77,14 +61,14 @@ def test_changing_a_membership_in_the_admin_updates_the_table_and_revokes_live(
             ws.on("framereceived", lambda payload: frames.append(json.loads(payload)))
 
         sarah.on("websocket", watch)
-        support.open_console_signed_in(sarah, gateway.base_url, "sarah")
+        support.open_console_signed_in(sarah, gateway.http, "sarah")
         support.subscribe_on_console(sarah, "orders", [LOCATION])
         support.subscribe_on_console(sarah, "tables", [LOCATION])
 
         admin = contexts[1].new_page()
         admin.on("pageerror", lambda error: errors.append(str(error)))
-        sign_in_to_admin(admin, gateway.base_url)
-        admin.goto(f"{gateway.base_url}/admin/accounts/user/?q=sarah")
+        sign_in_to_admin(admin, gateway.http)
+        admin.goto(f"{gateway.http}/admin/accounts/user/?q=sarah")
         admin.click('#result_list a:text-is("sarah")')
         expect(access_row(admin, "tables.read")).to_contain_text("server at this location")
         expect(access_row(admin, "orders.read")).to_be_visible()

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from tests.e2e.servers import http_json, login, manage
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import manage
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.servers import http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = pytest.mark.e2e
 

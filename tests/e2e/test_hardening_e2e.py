@@ -11,8 +11,9 @@ import time
 import pytest
 import websockets
 
-from tests.e2e.servers import http_json, login, manage
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import manage
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e]
 AT = {"location_id": "loc-xyz789"}

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import pytest
 import websockets
 
-from tests.e2e.servers import Gateway, login, manage
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import Gateway, manage
+from tests.support.rest import login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 AT = {"location_id": "loc-xyz789"}

@@ -8,7 +8,8 @@ from array import array
 import pytest
 
 from bench.loadgen import ConnectionPlan, Endpoint, LoadGenerator, SubscriptionSpec
-from tests.e2e.servers import login, manage
+from tests.support.processes import manage
+from tests.support.rest import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

@@ -12,8 +12,9 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Gateway, http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import Gateway
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e]
 AT = {"location_id": "loc-xyz789"}

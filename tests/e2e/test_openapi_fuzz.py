@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from realtime.errors import ErrorCode
-from tests.e2e.servers import Gateway, login
+from tests.support.processes import Gateway
+from tests.support.rest import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres]
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.e2e.servers import login
-from tests.e2e.wsclient import WsClient
+from tests.support.rest import login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 AT = {"location_id": "loc-xyz789"}

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from tests.e2e.servers import Gateway, faketime_env, login
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import Gateway, faketime_env
+from tests.support.rest import login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 AT = {"location_id": "loc-xyz789"}

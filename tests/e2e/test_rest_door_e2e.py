@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.servers import Gateway
+from tests.support.processes import Gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres]
 

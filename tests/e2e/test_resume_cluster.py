@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.e2e.servers import http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 AT = {"location_id": "loc-xyz789"}

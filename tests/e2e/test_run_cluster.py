@@ -1,4 +1,4 @@
-"""``python -m realtime.cluster`` (``make run-cluster``): two processes that really share a Redis, and a clean stop."""
+"""``python -m tools.run_cluster`` (``make run-cluster``): two processes that really share a Redis, and a clean stop."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import websockets
 
-from tests.conftest import require_redis_server
-from tests.e2e.servers import PYTHON, ROOT, Gateway, base_env, free_port, http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.ports import free_port, port_answers
+from tests.support.processes import PYTHON, ROOT, Gateway, base_env, wait_for_health
+from tests.support.rest import http_json, login
+from tests.support.services import require_redis_server
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -49,14 +51,6 @@ def adjacent_free_ports() -> int:
     raise RuntimeError("no two adjacent free ports")
 
 
-def answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
 def child_pids(parent: int) -> set[int]:
     """The direct children of a process, from /proc (Linux)."""
     pids = set()
@@ -84,7 +78,7 @@ def cluster(tmp_path: Path) -> Iterator[RunningCluster]:
     base_port = adjacent_free_ports()
     env = base_env(f"sqlite:///{tmp_path / 'cluster.sqlite3'}")  # no REDIS_URL: the launcher's private Redis
     log_path = tmp_path / "cluster.log"
-    command = [PYTHON, "-m", "realtime.cluster", "--processes", "2", "--base-port", str(base_port)]
+    command = [PYTHON, "-m", "tools.run_cluster", "--processes", "2", "--base-port", str(base_port)]
     command += ["--duration", str(DURATION_SECONDS)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -112,22 +106,16 @@ def cluster(tmp_path: Path) -> Iterator[RunningCluster]:
 def wait_until_ready(running: RunningCluster) -> int:
     """Wait until both /healthz answer 200 and the launcher has announced itself; return its Redis port."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    pending = list(running.gateways)
-    while True:
-        announced = re.search(r"sharing Redis at redis://127\.0\.0\.1:(\d+)", running.log())
-        if not pending and announced:
-            return int(announced.group(1))
-        if running.process.poll() is not None:
-            pytest.fail(f"the cluster exited with {running.process.returncode}:\n{running.log()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the cluster did not become healthy:\n{running.log()}")
-        try:
-            if pending and http_json("GET", f"{pending[0].http}/healthz")[0] == 200:
-                pending.pop(0)
-                continue
-        except OSError:
-            pass
+    try:
+        for gateway in running.gateways:
+            wait_for_health(gateway.http, running.process, READY_TIMEOUT_SECONDS)
+    except (RuntimeError, TimeoutError) as error:
+        pytest.fail(f"the cluster did not become healthy ({error}):\n{running.log()}")
+    while not (announced := re.search(r"sharing Redis at redis://127\.0\.0\.1:(\d+)", running.log())):
+        if running.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the cluster did not announce itself:\n{running.log()}")
         time.sleep(0.2)
+    return int(announced.group(1))
 
 
 async def test_run_cluster_carries_events_across_processes_and_stops_every_child(cluster: RunningCluster) -> None:
@@ -159,4 +147,4 @@ async def test_run_cluster_carries_events_across_processes_and_stops_every_child
     assert "every process stopped" in cluster.log()
     assert not [pid for pid in children if alive(pid)], f"orphans left behind:\n{cluster.log()}"
     for port in (first.port, second.port, redis_port):
-        assert not answers(port), f"port {port} still answers"
+        assert not port_answers(port), f"port {port} still answers"

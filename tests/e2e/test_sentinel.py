@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import RedisServer, free_port, http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.ports import free_port
+from tests.support.processes import RedisServer
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -24,24 +23,11 @@ def sentinel(private_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor gatewaymaster 127.0.0.1 {private_redis.port} 1\n"
     )
-    process = subprocess.Popen(
-        ["redis-server", str(config), "--sentinel"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = RedisServer(tmp_path, str(config), "--sentinel", port=port).start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 async def test_gateways_use_redis_through_sentinel(gateways, sentinel, private_redis):

@@ -1,7 +1,7 @@
 """Kitchen screens boot mid-service from a snapshot, then resume from its position (issue 16, capability 1).
 
 Real processes: two gateways on one Redis and the e2e database (PostgreSQL with DATABASE_URL), and a kitchen
-(``tests.e2e.kitchen_service``) whose threads fire and work tickets through the ORM, so every event is the model
+(``tests.support.kitchen_service``) whose threads fire and work tickets through the ORM, so every event is the model
 receivers' publish after commit. While it runs, screens boot one after another on either gateway, some for one
 station: each loads ``GET /v1/snapshots/kds``, subscribes with ``resume`` from the snapshot's position and applies
 what arrives by the version rule (docs/protocol.md, "Snapshots and versions"). The kitchen's threads save each
@@ -21,8 +21,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.e2e.servers import PYTHON, ROOT, Gateway, http_json, login
-from tests.e2e.wsclient import WsClient
+from tests.support.processes import PYTHON, ROOT, Gateway
+from tests.support.rest import http_json, login
+from tests.support.wsclient import WsClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres]
 LOCATION = "loc-xyz789"
@@ -94,7 +95,7 @@ async def test_screens_booting_from_snapshots_during_service_show_exactly_the_op
     token = login(a, "kim")
     screens = [await boot(a, token, None, mid_service=False)]
     kitchen = subprocess.Popen(
-        [PYTHON, "-m", "tests.e2e.kitchen_service", str(THREADS), str(TICKETS_PER_THREAD)],
+        [PYTHON, "-m", "tests.support.kitchen_service", str(THREADS), str(TICKETS_PER_THREAD)],
         cwd=ROOT,
         env=a.env,
         stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from locations.models import KitchenTicket, Location, Order, Table
-from tests.conftest import Client, open_client
+from tests.support.asgi import Client, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 
 from locations.models import KitchenTicket, Location, Order, Table
-from tests.conftest import open_client
 from tests.locations.test_receivers import DOWNTOWN, downtown, run, subscribe
+from tests.support.asgi import open_client
 
 
 @pytest.mark.django_db

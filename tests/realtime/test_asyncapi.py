@@ -24,7 +24,7 @@ from realtime.consumer import GatewayConsumer
 from realtime.errors import REST_ONLY_CODES, ErrorCode, error_classes
 from realtime.publishing import apublish
 from realtime.registry import CHANNELS, Scope
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 ROOT = Path(__file__).resolve().parents[2]
 # From the npm package @asyncapi/specs 6.11.1 (schemas/3.0.0.json, Apache-2.0): see schemas/README.md.

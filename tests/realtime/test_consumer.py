@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from accounts.models import Membership, User
 from realtime.publishing import apublish
-from tests.conftest import Client, open_client
+from tests.support.asgi import Client, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

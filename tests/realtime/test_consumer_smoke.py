@@ -2,7 +2,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from realtime.publishing import apublish
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

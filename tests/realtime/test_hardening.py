@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Membership, Role, User
 from realtime.publishing import apublish
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 AT = {"location_id": "loc-xyz789"}

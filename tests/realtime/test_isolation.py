@@ -6,7 +6,7 @@ import pytest
 
 from realtime.publishing import apublish
 from realtime.registry import CHANNELS, Scope
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LOCATION_CHANNELS = [spec for spec in CHANNELS if spec.scope is Scope.LOCATION]

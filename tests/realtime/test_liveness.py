@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from realtime import redis as shared_redis
+from realtime import redis_client as shared_redis
 from realtime.connections import MemoryConnections, RedisConnections
 from realtime.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
 from realtime.presence import Member, MemoryPresence, RedisPresence
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 KEY = "orders:loc-xyz789"
 LAPSE_S = 1.0

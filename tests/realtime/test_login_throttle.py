@@ -20,7 +20,7 @@ from realtime.api.login import LoginFailures
 from realtime.conf import DEFAULTS
 from realtime.errors import ErrorCode
 from realtime.proxy import client_address, parse_networks
-from tests.http_support import Answer, asgi_request
+from tests.support.asgi import Answer, asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

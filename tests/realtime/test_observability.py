@@ -18,7 +18,7 @@ from realtime import live, metrics
 from realtime.logs import JsonFormatter, RedactTokens
 from realtime.metrics_view import address_allowed
 from realtime.publishing import abroadcast_control, apublish
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 ROOT = Path(__file__).resolve().parents[2]
 AT = {"location_id": "loc-xyz789"}

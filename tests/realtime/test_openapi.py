@@ -12,7 +12,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from rest_framework.views import APIView
 
 from realtime.api.openapi import PLAIN_ENDPOINTS
-from tests.http_support import asgi_request
+from tests.support.asgi import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

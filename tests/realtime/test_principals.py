@@ -21,7 +21,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.models import Membership, User
 from realtime import principals
 from realtime.expiry import ExpiryTimer
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 AT = {"location_id": "loc-xyz789"}

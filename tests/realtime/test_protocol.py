@@ -530,3 +530,12 @@ def test_token_bucket_with_zero_rate_never_refills() -> None:
     bucket = TokenBucket(rate_per_second=0.0, burst=1)
     assert bucket.take(0.0) == 0.0
     assert math.isinf(bucket.take(1e9))
+
+
+def test_a_parse_error_carries_the_request_id_and_type_the_consumer_answers_and_counts() -> None:
+    with pytest.raises(InvalidMessage) as invalid:
+        parse_message('{"type": "subscribe", "id": "req-9"}')
+    assert (invalid.value.request_id, invalid.value.message_type) == ("req-9", "subscribe")
+    with pytest.raises(InvalidMessage) as not_json:
+        parse_message("{")
+    assert (not_json.value.request_id, not_json.value.message_type) == (None, None)

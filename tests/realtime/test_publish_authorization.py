@@ -10,7 +10,7 @@ from django.test import AsyncClient
 
 from accounts.models import Membership
 from realtime import access_cache
-from tests.conftest import access_token_for
+from tests.support.asgi import access_token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BODY = {"channel": "orders", "event": "order.created", "location_id": "loc-xyz789", "data": {}}

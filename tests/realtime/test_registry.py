@@ -16,7 +16,6 @@ from accounts.models import Role, catalog_permissions
 from accounts.permissions import CATALOG
 from realtime import checks as realtime_checks
 from realtime.checks import check_channel_registry
-from realtime.groups import group_for_stream
 from realtime.publishing import apublish
 from realtime.registry import (
     CHANNELS,
@@ -28,7 +27,8 @@ from realtime.registry import (
     OrdersParams,
     Scope,
 )
-from tests.conftest import open_client
+from realtime.streams import group_for_stream
+from tests.support.asgi import open_client
 
 LOCATION = "loc-xyz789"
 LONGEST_PUBLIC_ID = "loc-" + "x" * 60

@@ -12,7 +12,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.publishing import MAX_EVENT_DATA_BYTES, PublishedEvent, apublish, publish, publish_on_commit
-from tests.conftest import open_client
+from tests.support.asgi import open_client
 
 DOWNTOWN, UPTOWN, MAIN_STREET = "loc-xyz789", "loc-abc456", "loc-other1"
 ORDER_CREATED = {"channel": "orders", "event": "order.created", "location_id": DOWNTOWN}

@@ -1,6 +1,6 @@
 """Hostile input at the REST door: every /v1/ answer is JSON in the protocol's error shape (issue 20).
 
-Requests go through the real ASGI application (``tests.http_support``), middleware and all.
+Requests go through the real ASGI application (``tests.support.asgi``), middleware and all.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from asgiref.sync import sync_to_async
 from realtime.errors import ErrorCode, InvalidMessage
 from realtime.jsondecode import MAX_JSON_DEPTH, decode_json, nesting_depth
 from realtime.protocol import parse_message
-from tests.conftest import access_token_for, open_client
-from tests.http_support import Answer, asgi_request
+from tests.support.asgi import Answer, access_token_for, asgi_request, open_client
 
 DEEP = "[" * 5000 + "]" * 5000  # about 10 KB; json.loads alone raises RecursionError on it
 JUST_TOO_DEEP = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)

@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from locations.models import KitchenTicket, Location, Order, Table
-from tests.conftest import open_client
 from tests.realtime.test_rest_api import api_as
+from tests.support.asgi import open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -182,12 +182,12 @@ async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resu
     store = history.get_history()
     assert isinstance(store, history.RedisHistory)
     stream = f"kds:{DOWNTOWN}"
-    assert await store.position(stream) == ("", 0)  # no history: no epoch to check a resume against
-    epoch, seq = await store.anchor(stream)
+    assert await store.position(stream) == (0, "")  # no history: no epoch to check a resume against
+    seq, epoch = await store.anchor(stream)
     assert epoch and seq == 0
     assert (await store.replay(stream, 0, epoch)).covered is True
     assert await store.append(stream, '{"event":"kds.ticket.created"}') == (1, epoch)  # the same run of seqs
-    assert await store.anchor(stream) == (epoch, 1)
+    assert await store.anchor(stream) == (1, epoch)
 
 
 # --- The stream never takes an entity back to an older version ------------------------------------------------

@@ -13,7 +13,7 @@ from django.urls import reverse
 from accounts.models import User
 from locations.models import Location
 from realtime.subscribe_check import SubscribeAnswer, check_subscribe
-from tests.conftest import access_token_for, open_client
+from tests.support.asgi import access_token_for, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
 """A kitchen in full service, as a process of its own: threads fire and work tickets through the ORM.
 
-``python -m tests.e2e.kitchen_service THREADS TICKETS`` (with the gateways' environment: their database, Redis and
+``python -m tests.support.kitchen_service THREADS TICKETS`` (with the gateways' environment: their database, Redis and
 prefix) saves tickets the way the POS and the screens' back ends do, so their events are published after commit by
 the model receivers, then prints the database's open tickets as one JSON line: ``{ticket_id: data}`` in the
 ``data`` shape of the ``kds`` events. Each thread fires its own tickets and works everyone's, each from the copy it

@@ -1,8 +1,9 @@
 """Run N gateway processes on one Redis on this machine, for a local look at scale-out (``make run-cluster``)::
 
-    python -m realtime.cluster --processes 2 --base-port 8001 [--redis-url URL | --use-local-redis] [--duration S]
+    python -m tools.run_cluster --processes 2 --base-port 8001 [--redis-url URL | --use-local-redis] [--duration S]
 
-A demo launcher, not a supervisor (production runs one systemd unit per port, see docs/deploy.md). It uses
+A demo launcher for a developer's machine, not part of the gateway package, nor a supervisor (production runs
+one systemd unit per port, see docs/deploy.md). It uses
 ``--redis-url``, else ``REDIS_URL``, else 127.0.0.1:6379 with ``--use-local-redis``, else a private ``redis-server``
 on a free loopback port with persistence off. It migrates and seeds the database once, starts one gateway process
 per port (``realtime.serve``: uvicorn, or ``GATEWAY_SERVER=daphne``), prints where to connect, and waits. Ctrl-C,
@@ -30,11 +31,12 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlparse
+
+import redis
 
 from realtime.serve import server_command
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: tools/ is not installed with the gateway
 LOOPBACK = "127.0.0.1"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEMO_PASSWORD = "demo-pass-123"
@@ -92,7 +94,7 @@ class Cluster:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m realtime.cluster",
+        prog="python -m tools.run_cluster",
         description="Run N gateway processes sharing one Redis, for a local look at scale-out.",
     )
     parser.add_argument("--processes", type=int, default=2, help="how many gateway processes (default 2)")
@@ -147,15 +149,16 @@ def pick_free_port() -> int:
 
 
 def redis_answers(url: str) -> bool:
-    """True when something at the URL answers a Redis PING (an auth error still proves a Redis is there)."""
-    parsed = urlparse(url)
+    """True when a Redis at the URL answers PING (refusing our credentials still proves a Redis is there)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        with socket.create_connection((parsed.hostname or LOOPBACK, parsed.port or 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            reply = sock.recv(64)
-    except OSError:
+        return bool(client.ping())
+    except (redis.AuthenticationError, redis.ResponseError):
+        return True
+    except (redis.RedisError, OSError):
         return False
-    return reply.startswith((b"+PONG", b"-NOAUTH", b"-ERR"))
+    finally:
+        client.close()
 
 
 def wait_until(ready: Callable[[], bool], timeout_seconds: float, children: Sequence[Child], what: str) -> None:
