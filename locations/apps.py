@@ -8,3 +8,6 @@ class LocationsConfig(AppConfig):
 
     def ready(self) -> None:
         from locations import receivers  # noqa: F401  (connects the model-save signals)
+        from locations.snapshots import register_snapshots
+
+        register_snapshots()  # what GET /v1/snapshots/<channel> answers (realtime.snapshots)

@@ -1,4 +1,9 @@
-"""What each restaurant record says on the wire when it changes."""
+"""What each restaurant record says on the wire when it changes.
+
+Every shape carries the record's ``version`` (``locations.models.claim_next_version``): it grows with every save, so
+a client that holds version n of an entity drops any event of it at version n or lower (docs/protocol.md,
+"Snapshots and versions"). The same builders make the items of a snapshot (``locations.snapshots``).
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,18 @@ def order_data(order: Order) -> dict[str, Any]:
         "table": order.table_label or None,
         "created_at": order.created_at.isoformat().replace("+00:00", "Z") if order.created_at else None,
         "updated_at": order.updated_at.isoformat().replace("+00:00", "Z") if order.updated_at else None,
+        "version": order.version,
     }
 
 
 def table_data(table: Table) -> dict[str, Any]:
-    return {"table_id": table.label, "label": table.label, "seats": table.seats, "status": table.status}
+    return {
+        "table_id": table.label,
+        "label": table.label,
+        "seats": table.seats,
+        "status": table.status,
+        "version": table.version,
+    }
 
 
 def ticket_data(ticket: KitchenTicket) -> dict[str, Any]:
@@ -31,8 +43,12 @@ def ticket_data(ticket: KitchenTicket) -> dict[str, Any]:
         "order_id": ticket.order.public_id if ticket.order_id and ticket.order else None,
         "items": ticket.items,
         "status": ticket.status,
+        "version": ticket.version,
     }
 
+
+# The field of each channel's event data that names its entity (snapshots and the stream's version guard use it).
+ENTITY_ID_FIELD = {"orders": "order_id", "tables": "table_id", "kds": "ticket_id"}
 
 ORDER_STATUS_EVENTS = {"paid": "order.paid", "closed": "order.closed"}
 TABLE_STATUS_EVENTS = {"seated": "table.seated", "available": "table.cleared", "reserved": "table.reserved"}

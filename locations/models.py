@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 import zoneinfo
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
+from django.db.models import F
 
 
 def validate_time_zone(value: str) -> None:
@@ -20,17 +22,54 @@ def random_public_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
+def claim_next_version(instance: models.Model, using: str) -> None:
+    """Set ``instance.version`` to the stored version plus one; call inside the save's transaction.
+
+    The increment is one ``UPDATE ... SET version = version + 1`` of the row (which takes the row's write lock until
+    the transaction ends), read back in the same transaction. Two saves from stale in-memory copies therefore get
+    consecutive versions instead of both writing their copy's number plus one, and everything the save reads after
+    this (the receiver's "status before this save") is read under that lock. A new row starts at 1.
+    """
+    manager = type(instance)._default_manager.db_manager(using)
+    if instance._state.adding or instance.pk is None:
+        instance.version = 1  # type: ignore[attr-defined]
+        return
+    rows = manager.filter(pk=instance.pk)
+    if not rows.update(version=F("version") + 1):
+        instance.version = 1  # type: ignore[attr-defined]
+        return  # an explicit pk that is not stored yet: this save is an insert
+    instance.version = rows.values_list("version", flat=True).get()  # type: ignore[attr-defined]
+
+
+def save_versioned(instance: models.Model, save: Any, kwargs: dict[str, Any]) -> None:
+    """Run ``save`` (the model's ``super().save``) with the next version, in one transaction with the outbox rows
+    its ``post_save`` receiver writes (``locations.receivers``), also in autocommit, where Django would commit the row
+    before ``post_save`` writes its events.
+
+    The version is claimed under the row's lock, so one record's saves commit in version order; the outbox relays
+    each stream in commit order, so a stream never carries a record's version n after a version above n (the rule
+    that lets a snapshot plus the events after its position be the current state, docs/protocol.md).
+    """
+    using = str(kwargs.get("using") or router.db_for_write(type(instance), instance=instance))
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None:
+        if not update_fields:
+            save(**kwargs)  # Django's "save nothing": no change, no version
+            return
+        kwargs["update_fields"] = {*update_fields, "version"}
+    with transaction.atomic(using=using):
+        claim_next_version(instance, using)
+        save(**kwargs)
+
+
 class SavedWithItsEvents(models.Model):
-    """A record whose saves become events: the save and its outbox rows (written by ``locations.receivers``) commit
-    together, also in autocommit, where Django would commit the row before ``post_save`` writes its events."""
+    """A record whose saves become events: each save is versioned and commits together with its events."""
 
     class Meta:
         abstract = True
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        using = str(kwargs.get("using") or router.db_for_write(type(self), instance=self))
-        with transaction.atomic(using=using):
-            super().save(*args, **kwargs)  # type: ignore[arg-type]
+    def save(self, **kwargs: Any) -> None:
+        save_versioned(self, super().save, kwargs)
 
 
 class Organization(models.Model):
@@ -101,10 +140,10 @@ class Order(SavedWithItsEvents):
     class Meta:
         ordering = ["-created_at"]
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, **kwargs: Any) -> None:
         if not self.public_id:
             self.public_id = random_public_id("ord")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(**kwargs)
 
     def __str__(self) -> str:
         return self.public_id
@@ -179,12 +218,12 @@ class KitchenTicket(SavedWithItsEvents):
     class Meta:
         ordering = ["-created_at"]
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, **kwargs: Any) -> None:
         if not self.public_id:
             self.public_id = random_public_id("tkt")
         if self.station and (self.station_ref is None or self.station_ref.name != self.station):
             self.station_ref, _ = Station.objects.get_or_create(location_id=self.location_id, name=self.station)
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(**kwargs)
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.station})"

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    STATELESS_CHANNEL = "stateless_channel"
 
 
 # Codes only the REST API answers with; a WebSocket never carries them.
@@ -50,6 +51,7 @@ REST_ONLY_CODES = frozenset(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.PAYLOAD_TOO_LARGE,
         ErrorCode.IDEMPOTENCY_CONFLICT,
+        ErrorCode.STATELESS_CHANNEL,
     }
 )
 
@@ -282,6 +284,20 @@ class IdempotencyConflict(ProtocolError):
 
     def __init__(self, idempotency_key: str, stream: str, **details: Any) -> None:
         super().__init__(None, idempotency_key=idempotency_key, stream=stream, **details)
+
+
+class StatelessChannel(ProtocolError):
+    """A snapshot of a channel that carries events but no state (analytics, delivery, ...): subscribe instead."""
+
+    code = ErrorCode.STATELESS_CHANNEL
+    http_status = 400
+
+    def __init__(self, channel: str, snapshot_channels: tuple[str, ...]) -> None:
+        super().__init__(
+            f"Channel '{channel}' has no state to snapshot (snapshots exist for: {', '.join(snapshot_channels)}); "
+            "subscribe to it instead",
+            channel=channel,
+        )
 
 
 def error_classes() -> list[type[ProtocolError]]:

@@ -111,6 +111,9 @@ class HistoryStore(Protocol):
     async def position(self, stream: str) -> StreamPosition:
         """Where the stream stands now (seq 0 and no epoch when it has no history)."""
 
+    async def anchor(self, stream: str) -> StreamPosition:
+        """``position``, but never without an epoch: a stream with no history gets its epoch now."""
+
 
 def _new_epoch() -> str:
     return secrets.token_hex(4)
@@ -199,6 +202,10 @@ class MemoryHistory:
         with self._lock:
             return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
+    async def anchor(self, stream: str) -> StreamPosition:
+        """``position``; this process's epoch covers every stream, also one with no event yet."""
+        return await self.position(stream)
+
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
         limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
@@ -227,6 +234,14 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[4], 't', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000)
 return {seq, epoch}
+"""
+
+# KEYS: seq, stream, epoch. ARGV: epoch candidate. A stream without an epoch starts one, as _APPEND_SCRIPT would.
+_ANCHOR_SCRIPT = """
+if redis.call('SET', KEYS[3], ARGV[1], 'NX') then
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+return redis.call('MGET', KEYS[3], KEYS[1])
 """
 
 
@@ -430,6 +445,12 @@ class RedisHistory:
         if epoch is None:
             return StreamPosition(0, "")
         return StreamPosition(int(seq or 0), epoch.decode())
+
+    async def anchor(self, stream: str) -> StreamPosition:
+        """``position``, giving a stream with no history its epoch now: a position handed out (a snapshot's) must be
+        resumable with an epoch check, or a history lost in between would go unnoticed."""
+        epoch, seq = await shared_redis.script(_ANCHOR_SCRIPT)(keys=self._keys(stream), args=[_new_epoch()])
+        return StreamPosition(int(seq or 0), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)

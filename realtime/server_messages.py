@@ -218,6 +218,7 @@ ERROR_DETAILS: dict[ErrorCode, dict[str, Any]] = {
         "stream": (str, ...),
         "index": (int | None, Field(None, description="Batch publish: the item whose key clashed.")),
     },
+    ErrorCode.STATELESS_CHANNEL: {"channel": (str, Field(description="The channel that has no snapshot."))},
 }
 
 

@@ -71,6 +71,22 @@ class HistoryPage(BaseModel):
     events: list[StoredEvent]
 
 
+class StreamPosition(BaseModel):
+    seq: int = Field(description="The last seq of the stream when the snapshot was taken (0: no event yet)")
+    epoch: str = Field(description="The epoch that seq belongs to (resume with both)")
+
+
+class Snapshot(BaseModel):
+    """The state of a channel at a location: apply the stream's events after ``position`` and it stays current."""
+
+    channel: str
+    location_id: str
+    position: StreamPosition
+    id_field: str = Field(description="The field of `items` and of event `data` that names the entity")
+    removed_statuses: list[str] = Field(description="An event with one of these `data.status` removes the entity")
+    items: list[dict[str, Any]] = Field(description="The live entities, each the `data` of the channel's events")
+
+
 class PublishAccepted(BaseModel):
     event_id: str
     stream: str

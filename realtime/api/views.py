@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
-from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationList
+from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationList, Snapshot
 from realtime.authorization import authorize
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, InvalidParams
@@ -25,6 +25,7 @@ from realtime.history import get_history
 from realtime.outbox import read_backlog
 from realtime.publishing import run_sync
 from realtime.registry import CHANNELS, get_channel
+from realtime.snapshots import take_snapshot
 from realtime.streams import split_stream
 
 
@@ -112,6 +113,38 @@ class StreamEventsView(APIView):
                 "events": events,
             }
         )
+
+
+class SnapshotView(APIView):
+    """``GET /v1/snapshots/<channel>?location_id=<id>``: the channel's current state and the position it holds at."""
+
+    @extend_schema(
+        summary="The current state of orders, kds or tables at a location, with the stream position it is valid from",
+        description=(
+            "Apply every event of the stream with a seq greater than `position` (subscribe with `resume` from it) "
+            "to `items` by `data[id_field]`, dropping an event whose `version` is not greater than the one held, "
+            "and you have the current state. Authorized exactly like a subscribe."
+        ),
+        parameters=[
+            OpenApiParameter("channel", str, OpenApiParameter.PATH, description="orders, kds or tables"),
+            OpenApiParameter("location_id", str, required=True, description="The location (loc-...)"),
+            OpenApiParameter("station", str, description="kds only: the tickets of one station"),
+        ],
+        responses={
+            200: Snapshot,
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            404: ErrorBody,
+            503: ErrorBody,
+        },
+    )
+    def get(self, request: Request, channel: str) -> Response:
+        try:
+            body = take_snapshot(request.user, channel, request.query_params.dict())  # type: ignore[arg-type]
+        except ChannelNotFound as error:  # a resource that does not exist: 404 here, unlike a publish body's 400
+            return Response(error.as_body(), status=404)
+        return Response(body)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -211,6 +211,7 @@ async def test_ticket_created_and_bumped(token_for: Any) -> None:
             "order_id": ticket.order.public_id,
             "items": ["fries"],
             "status": "new",
+            "version": 1,
         }
 
         def bump() -> None:

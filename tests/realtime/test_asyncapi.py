@@ -115,6 +115,7 @@ def _sample_details(code: ErrorCode) -> dict[str, Any]:
         ErrorCode.ACK_NOT_ENABLED: {"subscription_id": "sub-x"},
         ErrorCode.EVENT_NOT_FOUND: {"event_id": "evt-x"},
         ErrorCode.EVENT_NOT_IN_SUBSCRIPTION: {"event_id": "evt-x", "subscription_id": "sub-x"},
+        ErrorCode.STATELESS_CHANNEL: {"channel": "analytics"},
     }.get(code, {})
 
 
@@ -132,6 +133,7 @@ SAMPLE_ARGUMENTS: dict[str, Any] = {
     "idempotency_key": "order-1234-created",
     "stream": "orders:loc-abc123",
     "event_id": "evt-abc",
+    "snapshot_channels": ("orders", "kds", "tables"),
 }
 
 

@@ -98,3 +98,13 @@ async def test_swagger_ui_is_served_offline() -> None:
     for asset in assets:
         answer = await asgi_request("GET", asset)
         assert answer.status == 200, asset
+
+
+async def test_the_snapshot_endpoint_documents_its_body_parameters_and_errors() -> None:
+    document = await fetch_document()
+    operation = document["paths"]["/v1/snapshots/{channel}"]["get"]
+    assert {p["name"] for p in operation["parameters"]} >= {"channel", "location_id", "station"}
+    assert {"200", "400", "401", "403", "404"} <= set(operation["responses"])
+    body = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    schema = document["components"]["schemas"][body]
+    assert set(schema["required"]) >= {"channel", "location_id", "position", "items"}

@@ -10,4 +10,5 @@
 - ``wsclient``: a protocol client over a real socket;
 - ``browser``: Debian's Chromium through Playwright and the console page's helpers;
 - ``outbox``: one relay pass by hand (``drain_outbox``), and the PostgreSQL-only skip.
+- ``kitchen_service``: a kitchen in service as a process of its own (threads saving tickets through the ORM).
 """

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import {
   AckError,
   ConnectionLimitError,
+  EntityState,
   RealtimeClient,
   ServerError,
   SubscriptionLimitError,
@@ -176,5 +177,121 @@ test("subscriptions without ack see no ack() and drop resends as duplicates", ()
   client._handleMessage(JSON.stringify(kdsEvent(1)));
   client._handleMessage(JSON.stringify(kdsEvent(1, { redelivery: 1 })));
   assert.deepEqual(seen, [2]);
+  client.destroy();
+});
+
+// ----- snapshots (issue 16) ----------------------------------------------------------------------------------
+
+const KDS_SNAPSHOT = Object.freeze({
+  channel: "kds",
+  location_id: "loc-xyz789",
+  position: { seq: 7, epoch: "e1" },
+  id_field: "ticket_id",
+  removed_statuses: ["bumped"],
+  items: [
+    { ticket_id: "tkt-a", station: "grill", status: "new", version: 2 },
+    { ticket_id: "tkt-b", station: "grill", status: "late", version: 5 },
+  ],
+});
+
+test("EntityState drops stale versions, removes bumped tickets and keeps their version", () => {
+  const state = new EntityState(KDS_SNAPSHOT);
+  assert.equal(state.size, 2);
+  assert.equal(state.apply({ ticket_id: "tkt-b", status: "new", version: 5 }), null); // what the snapshot shows
+  assert.equal(state.apply({ ticket_id: "tkt-b", status: "new", version: 4 }), null); // older
+  assert.equal(state.get("tkt-b").status, "late");
+  assert.equal(state.apply({ ticket_id: "tkt-a", status: "bumped", version: 3 }).kind, "removed");
+  assert.equal(state.has("tkt-a"), false);
+  assert.equal(state.versionOf("tkt-a"), 3);
+  assert.equal(state.apply({ ticket_id: "tkt-a", status: "late", version: 2 }), null); // a late echo stays gone
+  assert.equal(state.apply({ ticket_id: "tkt-a", status: "recalled", version: 4 }).kind, "added"); // recalled
+  assert.equal(state.apply({ ticket_id: "tkt-c", status: "new", version: 1 }).kind, "added");
+  assert.equal(state.apply({ ticket_id: "tkt-c", status: "late", version: 2 }).kind, "updated");
+  assert.equal(state.apply({ ticket_id: "tkt-z", status: "bumped", version: 9 }), null); // never held
+  assert.equal(state.apply({ status: "new" }), null); // not about an entity
+  assert.deepEqual([...state.keys()].sort(), ["tkt-a", "tkt-b", "tkt-c"]);
+  assert.deepEqual(Object.keys(state.toJSON()).sort(), ["tkt-a", "tkt-b", "tkt-c"]);
+});
+
+function connectedClient(fetchImpl) {
+  const sockets = [];
+  class Recording extends FakeSocket {
+    constructor(...args) {
+      super(...args);
+      sockets.push(this);
+    }
+  }
+  const client = new RealtimeClient({
+    url: "wss://gw.example.com/v1/ws",
+    token: "t",
+    WebSocket: Recording,
+    fetch: fetchImpl,
+    heartbeatIntervalMs: 1e9,
+  });
+  return { client, sockets };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+test("subscribeFromSnapshot loads the snapshot, resumes from its position and keeps the state current", async () => {
+  const requests = [];
+  const fetchImpl = async (url, init) => {
+    requests.push({ url, init });
+    return { ok: true, status: 200, json: async () => structuredClone(KDS_SNAPSHOT) };
+  };
+  const { client, sockets } = connectedClient(fetchImpl);
+  const connected = client.connect();
+  await tick();
+  const socket = sockets[0];
+  socket.readyState = 1;
+  socket.onmessage({ data: JSON.stringify({ type: "connected", user_id: "user-kim", connection_id: "c", limits: {} }) });
+  await connected;
+
+  const changes = [];
+  const booting = client.subscribeFromSnapshot("kds", { location_id: "loc-xyz789", station: "grill" }, {
+    onChange: (change) => changes.push(`${change.kind} ${change.id} v${change.item.version}`),
+  });
+  await tick();
+  assert.equal(requests[0].url, "https://gw.example.com/v1/snapshots/kds?location_id=loc-xyz789&station=grill");
+  assert.equal(requests[0].init.headers.Authorization, "Bearer t");
+  const subscribe = socket.sent.find((frame) => frame.type === "subscribe");
+  assert.deepEqual(subscribe.resume, { "kds:loc-xyz789": { seq: 7, epoch: "e1" } });
+  socket.onmessage({
+    data: JSON.stringify({
+      type: "response", id: subscribe.id, success: true, subscription_id: "sub-1", channel: "kds",
+      params: subscribe.params, resumed: { "kds:loc-xyz789": true },
+    }),
+  });
+  const screen = await booting;
+  const event = (seq, data) => socket.onmessage({
+    data: JSON.stringify({
+      type: "event", subscription_id: "sub-1", channel: "kds", event: "kds.ticket.late", stream: "kds:loc-xyz789",
+      epoch: "e1", seq, data,
+    }),
+  });
+  event(8, { ticket_id: "tkt-a", status: "new", version: 2 }); // already in the snapshot: dropped
+  event(9, { ticket_id: "tkt-a", status: "bumped", version: 3 });
+  event(10, { ticket_id: "tkt-c", status: "new", version: 1 });
+  assert.deepEqual(changes, ["removed tkt-a v3", "added tkt-c v1"]);
+  assert.deepEqual([...screen.state.keys()].sort(), ["tkt-b", "tkt-c"]);
+  assert.equal(screen.subscription.positions.get("kds:loc-xyz789").seq, 10);
+  client.destroy();
+});
+
+test("snapshot() rejects with the typed error of the answer", async () => {
+  const fetchImpl = async () => ({
+    ok: false,
+    status: 403,
+    json: async () => ({
+      code: "unauthorized", message: "Not authorized to subscribe to this channel", channel: "kds",
+      required_permission: "kds.read",
+    }),
+  });
+  const { client } = connectedClient(fetchImpl);
+  await assert.rejects(client.snapshot("kds", { location_id: "loc-xyz789" }), (error) => {
+    assert.ok(error instanceof UnauthorizedError);
+    assert.equal(error.requiredPermission, "kds.read");
+    return true;
+  });
   client.destroy();
 });

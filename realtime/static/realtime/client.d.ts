@@ -31,7 +31,8 @@ export type ErrorCode =
   | "method_not_allowed"
   | "unsupported_media_type"
   | "payload_too_large"
-  | "idempotency_conflict";
+  | "idempotency_conflict"
+  | "stateless_channel";
 
 /** A request id: a string of 1-128 characters or an integer, echoed in the answer. */
 export type RequestId = string | number;
@@ -184,6 +185,7 @@ export interface ErrorDetails {
   unsupported_media_type: {};
   payload_too_large: { limit: number };
   idempotency_conflict: {};
+  stateless_channel: { channel: string };
 }
 
 export type ErrorFrame<C extends ErrorCode = ErrorCode> = {
@@ -403,6 +405,17 @@ export interface RealtimeClientOptions {
   maxBufferedOrphanEvents?: number;
   /** Another WebSocket implementation (tests, Node). Default globalThis.WebSocket. */
   WebSocket?: new (url: string, protocols?: string[]) => WebSocketLike;
+  /** The REST base for snapshot(), e.g. "https://gw.example.com/v1". Default: the socket URL's origin + "/v1". */
+  apiUrl?: string;
+  /** Another fetch implementation for snapshot(). Default globalThis.fetch. */
+  fetch?: (url: string, init: { headers: Record<string, string> }) => Promise<FetchResponseLike>;
+}
+
+/** What snapshot() needs of a fetch Response. */
+export interface FetchResponseLike {
+  ok: boolean;
+  status: number;
+  json(): Promise<unknown>;
 }
 
 export interface GapInfo<C extends ChannelName = ChannelName> {
@@ -419,6 +432,8 @@ export interface SubscribeOptions<C extends ChannelName = ChannelName> {
   onRevoked?: (frame: SubscriptionRevokedFrame, subscription: Subscription<C>) => void;
   /** With params.ack: acknowledge each event that needs it once the handler returned (or its promise resolved). */
   autoAck?: boolean;
+  /** Start from these positions (e.g. a snapshot's) instead of where the streams stand now. */
+  resumeFrom?: Record<string, StreamPosition | { seq: number; epoch?: string | null }>;
 }
 
 /** An event handler; on ack subscriptions it gets ack() for kds.ticket.created / recalled. */
@@ -520,8 +535,139 @@ export declare class RealtimeClient {
   presenceLeave(channel: PresenceChannel, params: PresenceParams): Promise<Response | null>;
   presenceList(channel: PresenceChannel, params: PresenceParams): Promise<PresenceMember[]>;
 
+  /** GET /v1/snapshots/<channel>: the channel's state and its position; rejects with a ServerError subclass. */
+  snapshot<C extends SnapshotChannel, D extends SnapshotItem<C> = SnapshotItem<C>>(
+    channel: C,
+    params: SnapshotParams[C],
+  ): Promise<Snapshot<C, D>>;
+  /** Load a snapshot, then subscribe with resume from its position; the handle's `state` stays current. */
+  subscribeFromSnapshot<C extends SnapshotChannel, D extends SnapshotItem<C> = SnapshotItem<C>>(
+    channel: C,
+    params: SnapshotParams[C],
+    handlers?: SnapshotHandlers<C, D>,
+  ): Promise<SnapshotSubscription<C, D>>;
+
   /** Round trip in milliseconds. */
   ping(): Promise<number>;
   /** Hand the open connection a fresh token (the `authenticate` message). */
   authenticate(token: string): Promise<(Response & { user_id: string; expires_at: number }) | null>;
+}
+
+// ----- snapshots (docs/protocol.md, "Snapshots and versions") --------------------------------------------------
+
+/** The channels with state: GET /v1/snapshots/<channel>. */
+export type SnapshotChannel = "orders" | "kds" | "tables";
+
+/** A snapshot takes one location, and kds one station. */
+export interface SnapshotParams {
+  orders: { location_id: string };
+  kds: { location_id: string; station?: string };
+  tables: { location_id: string };
+}
+
+/** Every entity carries the version of its last save. */
+export interface Versioned {
+  version: number;
+}
+
+export interface OrderItem extends Versioned {
+  order_id: string;
+  location_id: string;
+  type: OrderType;
+  status: OrderStatus;
+  total: string;
+  table: string | null;
+  created_at: IsoTime | null;
+  updated_at: IsoTime | null;
+}
+
+export interface TicketItem extends Versioned {
+  ticket_id: string;
+  station: string;
+  order_id: string | null;
+  items: unknown[];
+  status: "new" | "late" | "recalled" | "bumped";
+}
+
+export interface TableItem extends Versioned {
+  table_id: string;
+  label: string;
+  seats: number;
+  status: TableStatus;
+}
+
+/** The `data` of a channel's events, which is also the shape of its snapshot items. */
+export interface SnapshotItems {
+  orders: OrderItem;
+  kds: TicketItem;
+  tables: TableItem;
+}
+export type SnapshotItem<C extends SnapshotChannel> = SnapshotItems[C];
+
+export interface Snapshot<C extends SnapshotChannel = SnapshotChannel, D = SnapshotItem<C>> {
+  channel: C;
+  location_id: string;
+  /** Apply every event with a greater seq (resume from here) and the items stay the current state. */
+  position: { seq: number; epoch: string };
+  /** The field of items and event data that names the entity: order_id, ticket_id or table_id. */
+  id_field: string;
+  /** An event with one of these data.status values removes the entity. */
+  removed_statuses: string[];
+  items: D[];
+}
+
+export interface EntityChange<D = Record<string, unknown>> {
+  kind: "added" | "updated" | "removed";
+  id: string;
+  item: D;
+  previous: D | null;
+}
+
+/** Entities by id, fed by a snapshot and the events after it; drops stale versions, removes done entities. */
+export declare class EntityState<D = Record<string, unknown>> implements Iterable<[string, D]> {
+  constructor(snapshot?: Snapshot<SnapshotChannel, D> | null);
+  readonly idField: string | null;
+  readonly removedStatuses: Set<string>;
+  readonly size: number;
+  load(snapshot: Snapshot<SnapshotChannel, D>): this;
+  /** The change, or null when the data was stale (version not greater than the one held) or not an entity. */
+  apply(data: D): EntityChange<D> | null;
+  applyEvent(frame: { data: D }): EntityChange<D> | null;
+  get(id: string): D | undefined;
+  has(id: string): boolean;
+  /** The version held, also for a removed entity; undefined if never seen. */
+  versionOf(id: string): number | undefined;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<D>;
+  entries(): IterableIterator<[string, D]>;
+  [Symbol.iterator](): IterableIterator<[string, D]>;
+  toJSON(): Record<string, D>;
+}
+
+export interface SnapshotHandlers<C extends SnapshotChannel = SnapshotChannel, D = SnapshotItem<C>> {
+  /** An entity was added, updated or removed by an event. */
+  onChange?: (change: EntityChange<D> & { event: EventFrame<C, D> }, state: EntityState<D>) => void;
+  /** A snapshot was loaded into the state (at the start, and again after a gap). */
+  onLoad?: (state: EntityState<D>, snapshot: Snapshot<C, D>) => void;
+  /** Every event, also the stale ones the state drops. */
+  onEvent?: (event: EventFrame<C, D>, subscription: Subscription<C>) => void;
+  /** The history did not cover a reconnect's gap; the state is reloaded from a new snapshot by itself. */
+  onGap?: (gap: GapInfo<C>) => void;
+  onRevoked?: (frame: SubscriptionRevokedFrame, subscription: Subscription<C>) => void;
+  /** Reloading after a gap failed. */
+  onError?: (error: RealtimeError) => void;
+}
+
+export declare class SnapshotSubscription<C extends SnapshotChannel = SnapshotChannel, D = SnapshotItem<C>> {
+  readonly channel: C;
+  readonly params: SnapshotParams[C];
+  readonly state: EntityState<D>;
+  /** The snapshot the state was last loaded from. */
+  readonly snapshot: Snapshot<C, D> | null;
+  /** The live subscription (null while reloading). */
+  readonly subscription: Subscription<C> | null;
+  readonly closed: boolean;
+  /** Load a fresh snapshot and subscribe again from its position. */
+  reload(): Promise<this>;
+  unsubscribe(): Promise<Response | null>;
 }

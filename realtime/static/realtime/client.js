@@ -469,7 +469,8 @@ export class RealtimeClient {
    * Subscribe to a channel. Resolves with a Subscription once the server accepted it (also if that happens only
    * after a reconnect); rejects with a ServerError subclass (e.g. UnauthorizedError) if the server refuses it.
    *
-   * options: {onGap(info), onRevoked(frame), autoAck (with params.ack: ack each event once its handler returned)}
+   * options: {onGap(info), onRevoked(frame), autoAck (with params.ack: ack each event once its handler returned),
+   *   resumeFrom: {"<stream>": {seq, epoch}} (start from these positions, e.g. a snapshot's)}
    */
   subscribe(channel, params = {}, onEvent = () => {}, options = {}) {
     const subscription = new Subscription(this, {
@@ -480,6 +481,10 @@ export class RealtimeClient {
       onRevoked: options.onRevoked,
       autoAck: options.autoAck,
     });
+    // Start from given positions (a snapshot's, see "Snapshots" below) instead of where the streams stand now.
+    for (const [stream, position] of Object.entries(options.resumeFrom ?? {})) {
+      subscription.positions.set(stream, { seq: position.seq, epoch: position.epoch ?? null });
+    }
     this._subscriptions.set(subscription.key, subscription);
     this._emit("subscription", subscription);
     const acknowledged = new Promise((resolve, reject) => {
@@ -1179,3 +1184,225 @@ export class RealtimeClient {
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Snapshots (issue 16): the current state of orders, kds or tables, then the events after it.
+//
+//   const kitchen = await client.subscribeFromSnapshot("kds", { location_id: "loc-xyz789", station: "grill" }, {
+//     onChange: ({ kind, id, item }, state) => render([...state.values()]),
+//   });
+//
+// GET /v1/snapshots/<channel> answers the live entities and the stream position they hold at; subscribing with
+// `resume` from that position delivers every later event, and EntityState applies them by the version rule
+// (docs/protocol.md, "Snapshots and versions"). This section only adds to RealtimeClient's prototype, so the rest
+// of the client does not depend on it.
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The state of one channel at one location: entities by id, fed by a snapshot and the events after it.
+ *
+ * The rule: an event whose `data.version` is not greater than the version held for that entity is dropped (it is
+ * older than what is shown); one whose `data.status` is in the snapshot's `removed_statuses` removes the entity but
+ * its version is kept, so a late, older event cannot bring it back. An event without a `version` is applied.
+ */
+export class EntityState {
+  constructor(snapshot = null) {
+    this.idField = null;
+    this.removedStatuses = new Set();
+    this._items = new Map();
+    this._versions = new Map();
+    if (snapshot) this.load(snapshot);
+  }
+
+  /** Replace everything with a snapshot's items (its id_field and removed_statuses too). */
+  load(snapshot) {
+    this.idField = snapshot.id_field;
+    this.removedStatuses = new Set(snapshot.removed_statuses ?? []);
+    this._items = new Map();
+    this._versions = new Map();
+    for (const item of snapshot.items ?? []) {
+      const id = item[this.idField];
+      this._items.set(id, item);
+      if (typeof item.version === "number") this._versions.set(id, item.version);
+    }
+    return this;
+  }
+
+  /**
+   * Apply one event's data; returns the change ({kind: "added" | "updated" | "removed", id, item, previous}) or
+   * null when it was dropped (stale, or not about an entity).
+   */
+  apply(data) {
+    const id = data?.[this.idField];
+    if (id === undefined || id === null) return null;
+    const held = this._versions.get(id);
+    if (typeof data.version === "number") {
+      if (held !== undefined && data.version <= held) return null;
+      this._versions.set(id, data.version);
+    }
+    const previous = this._items.get(id) ?? null;
+    if (this.removedStatuses.has(data.status)) {
+      if (!previous) return null;
+      this._items.delete(id);
+      return { kind: "removed", id, item: data, previous };
+    }
+    this._items.set(id, data);
+    return { kind: previous ? "updated" : "added", id, item: data, previous };
+  }
+
+  /** Apply an event frame (its `data`). */
+  applyEvent(frame) {
+    return this.apply(frame?.data);
+  }
+
+  get size() {
+    return this._items.size;
+  }
+
+  get(id) {
+    return this._items.get(id);
+  }
+
+  has(id) {
+    return this._items.has(id);
+  }
+
+  /** The version held for an entity, also for one that was removed; undefined if never seen. */
+  versionOf(id) {
+    return this._versions.get(id);
+  }
+
+  keys() {
+    return this._items.keys();
+  }
+
+  values() {
+    return this._items.values();
+  }
+
+  entries() {
+    return this._items.entries();
+  }
+
+  [Symbol.iterator]() {
+    return this._items.entries();
+  }
+
+  toJSON() {
+    return Object.fromEntries(this._items);
+  }
+}
+
+/** The REST base of the gateway: `options.apiUrl`, else the socket URL's origin + "/v1". */
+function resolveApiUrl(options) {
+  if (options.apiUrl) return String(options.apiUrl).replace(/\/+$/, "");
+  const socket = resolveSocketUrl(options.url);
+  const protocol = socket.protocol === "wss:" ? "https:" : "http:";
+  return `${protocol}//${socket.host}/v1`;
+}
+
+/** A handle on a state kept current from a snapshot: `state`, the live `subscription`, and `reload()`. */
+export class SnapshotSubscription {
+  constructor(client, channel, params, handlers) {
+    this.channel = channel;
+    this.params = params;
+    this.state = new EntityState();
+    this.snapshot = null;
+    this.subscription = null;
+    this.closed = false;
+    this._client = client;
+    this._handlers = handlers;
+    this._generation = 0;
+  }
+
+  /**
+   * Load a fresh snapshot and subscribe from its position (what a boot does, and what a gap needs: the history no
+   * longer covers what was missed). Events of the previous subscription are not applied any more.
+   */
+  async reload() {
+    this._generation += 1;
+    const generation = this._generation;
+    const previous = this.subscription;
+    this.subscription = null;
+    if (previous) await previous.unsubscribe().catch(() => {});
+    const snapshot = await this._client.snapshot(this.channel, this.params);
+    if (generation !== this._generation || this.closed) return this;
+    this.snapshot = snapshot;
+    this.state.load(snapshot);
+    this._call("onLoad", this.state, snapshot);
+    const stream = `${snapshot.channel}:${snapshot.location_id}`;
+    const onEvent = (frame, subscription) => {
+      if (generation !== this._generation) return;
+      this._call("onEvent", frame, subscription);
+      const change = this.state.applyEvent(frame);
+      if (change) this._call("onChange", { ...change, event: frame }, this.state);
+    };
+    const subscription = await this._client.subscribe(this.channel, this.params, onEvent, {
+      resumeFrom: { [stream]: snapshot.position },
+      onGap: (gap) => {
+        if (generation !== this._generation) return;
+        this._call("onGap", gap);
+        this.reload().catch((error) => this._call("onError", error));
+      },
+      onRevoked: (frame, revoked) => this._call("onRevoked", frame, revoked),
+    });
+    if (generation !== this._generation || this.closed) {
+      await subscription.unsubscribe().catch(() => {});
+      return this;
+    }
+    this.subscription = subscription;
+    return this;
+  }
+
+  /** Stop: unsubscribe and keep the state as it is. */
+  async unsubscribe() {
+    this.closed = true;
+    this._generation += 1;
+    const subscription = this.subscription;
+    this.subscription = null;
+    return subscription ? subscription.unsubscribe() : null;
+  }
+
+  _call(name, ...args) {
+    this._client._callSafely(this._handlers[name], ...args);
+  }
+}
+
+Object.assign(RealtimeClient.prototype, {
+  /**
+   * GET /v1/snapshots/<channel>?<params> with the client's token: resolves with the snapshot body, rejects with
+   * the ServerError subclass of the answer's code (UnauthorizedError, ChannelNotFoundError, ...).
+   */
+  async snapshot(channel, params = {}) {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null) query.set(name, String(value));
+    }
+    const fetchImpl = this.options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== "function") throw new RealtimeError("No fetch implementation available");
+    const url = `${resolveApiUrl(this.options)}/snapshots/${encodeURIComponent(channel)}?${query}`;
+    const token = await this._currentToken();
+    const response = await fetchImpl(url, { headers: { Authorization: `Bearer ${token}`, Accept: "application/json" } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const frame = { type: "error", code: body?.code ?? "internal_error", message: body?.message ?? "", ...body };
+      throw errorFromFrame(frame);
+    }
+    return body;
+  },
+
+  /**
+   * Load a snapshot of `channel` and subscribe from its position; resolves with a SnapshotSubscription whose
+   * `state` (an EntityState) stays current. handlers: {onChange(change, state), onLoad(state, snapshot),
+   * onEvent(frame), onGap(gap), onRevoked(frame), onError(error)}; after a gap the state is reloaded by itself.
+   */
+  async subscribeFromSnapshot(channel, params = {}, handlers = {}) {
+    const handle = new SnapshotSubscription(this, channel, params, handlers);
+    return handle.reload();
+  },
+});
