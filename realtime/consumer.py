@@ -21,12 +21,10 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import delivery, expiry, live, metrics, presence, protocol
-from realtime import redis_client as shared_redis
+from realtime import delivery, expiry, metrics, protocol
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
-from realtime.connections import get_connection_registry
 from realtime.delivery import DELIVER, FILL_GAP
 from realtime.errors import (
     CloseCode,
@@ -41,10 +39,13 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
 from realtime.limits import TokenBucket
 from realtime.sendqueue import SendQueue
+from realtime.stores import live, presence
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.connections import get_connection_registry
+from realtime.stores.history import get_history
 from realtime.streams import StreamPosition, group_for_stream, scope_of, split_stream
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self._fail(error, close_code)
 
     def force_disconnect(self, reason: str) -> None:
-        """An operator closed this connection (``realtime.live``): tell the client why, close with 4000."""
+        """An operator closed this connection (``realtime.stores.live``): tell the client why, close with 4000."""
         if self.closing:
             return
         logger.info("disconnected by an operator: %s", reason, extra=self._log_context("force_disconnect", 4000))

@@ -25,11 +25,11 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from realtime import metrics
-from realtime import redis_client as shared_redis
 from realtime.errors import ChannelNotFound, InvalidParams, Unavailable
-from realtime.history import get_history, record_json
 from realtime.protocol import envelope_tail, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.history import get_history, record_json
 from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from channels.layers import channel_layers
 from django.core.cache import caches
 from django.core.management import call_command
 
-from realtime import access_cache, connections, history, live, liveness, presence
+from realtime.stores import access_cache, connections, history, live, liveness, presence
 from tests.support.asgi import access_token_for, close_connections_of_the_database_thread
 from tests.support.services import REDIS_TEST_URL, flush_redis_db, require_service
 

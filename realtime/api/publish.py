@@ -22,13 +22,13 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
-from realtime import access_cache
 from realtime.errors import Forbidden, InvalidParams, MethodNotAllowed, ProtocolError, Unauthenticated
 from realtime.hub import aget_hub
 from realtime.jsondecode import decode_json
 from realtime.protocol import describe_validation_error
 from realtime.publishing import apublish, resolve_target
 from realtime.registry import Scope
+from realtime.stores import access_cache
 
 
 class PublishBody(BaseModel):
@@ -72,7 +72,7 @@ aload_publisher = sync_to_async(load_publisher)
 
 
 async def aauthorize_publisher(user_pk: Any, scope: Scope, scope_id: str, stream: str) -> bool:
-    """May the token's user publish to ``stream``? Remembered briefly (``realtime.access_cache``)."""
+    """May the token's user publish to ``stream``? Remembered briefly (``realtime.stores.access_cache``)."""
     await aget_hub()  # this process must hear access changes to forget what it remembered
     remembered = access_cache.recall(user_pk, stream)
     if remembered is not None:

@@ -20,9 +20,9 @@ from accounts.permissions import Perm
 from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationList
 from realtime.authorization import authorize
 from realtime.errors import ChannelNotFound, InvalidParams
-from realtime.history import get_history
 from realtime.publishing import run_sync
 from realtime.registry import CHANNELS, get_channel
+from realtime.stores.history import get_history
 from realtime.streams import split_stream
 
 

@@ -3,7 +3,7 @@
 Members are connections; the protocol shows users. A user's first connection to join produces ``user_joined``,
 their last one to leave (by ``presence_leave``, by closing, or with its process) produces ``user_left``.
 
-Members are tied to their process's liveness (``realtime.liveness``), not renewed one by one: a member of a process
+Members are tied to their process's liveness (``stores.liveness``), not renewed one by one: a member of a process
 whose liveness lapsed (``PRESENCE_TTL_SECONDS`` after its last heartbeat, on the Redis server's clock) never counts,
 in ``presence_list`` or in deciding ``user_joined``/``user_left``, swept or not; the next sweep by any live process
 removes all of that process's members at once and announces ``user_left`` for each user with no member left.
@@ -25,9 +25,9 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import redis_client as shared_redis
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.streams import group_for_stream, split_stream
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.stores import redis_client as shared_redis
 from realtime.streams import StreamPosition
 
 

@@ -1,6 +1,6 @@
 """How many connections each user has open, across every gateway process, for the per-user limit.
 
-Each connection is tied to its process's liveness (``realtime.liveness``), like presence members: a connection of a
+Each connection is tied to its process's liveness (``stores.liveness``), like presence members: a connection of a
 process whose liveness lapsed never counts, and the sweep removes them all with the process. Nothing is renewed per
 connection. In memory without Redis.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from realtime import redis_client as shared_redis
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 
 class ConnectionRegistry(Protocol):

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from realtime import metrics
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
+from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
 DISCONNECT_REASON_MAX_CHARS = 200

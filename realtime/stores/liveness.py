@@ -34,8 +34,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.stores import redis_client as shared_redis
 
 T = TypeVar("T")
 SWEEP_MAX_PROCESSES = 50
