@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from realtime.stores import key_prefix, uses_redis
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
@@ -146,9 +147,7 @@ _registry: ConnectionRegistry | None = None
 def get_connection_registry() -> ConnectionRegistry:
     global _registry
     if _registry is None:
-        _registry = (
-            RedisConnections(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryConnections()
-        )
+        _registry = RedisConnections(key_prefix()) if uses_redis() else MemoryConnections()
     return _registry
 
 

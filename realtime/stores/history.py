@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from realtime.conf import realtime_settings
+from realtime.stores import key_prefix, uses_redis
 from realtime.stores import redis_client as shared_redis
 from realtime.streams import StreamPosition
 
@@ -174,7 +175,7 @@ def get_history() -> HistoryStore:
     """The process's history store, chosen by ``REDIS_URL``."""
     global _store
     if _store is None:
-        _store = RedisHistory(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryHistory()
+        _store = RedisHistory(key_prefix()) if uses_redis() else MemoryHistory()
     return _store
 
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from realtime import metrics
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
+from realtime.stores import key_prefix, uses_redis
 from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ _store: DirectoryStore | None = None
 def get_directory() -> DirectoryStore:
     global _store
     if _store is None:
-        _store = RedisDirectory(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryDirectory()
+        _store = RedisDirectory(key_prefix()) if uses_redis() else MemoryDirectory()
     return _store
 
 

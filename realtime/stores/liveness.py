@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from realtime.conf import realtime_settings
+from realtime.stores import key_prefix, uses_redis
 from realtime.stores import redis_client as shared_redis
 
 T = TypeVar("T")
@@ -239,7 +240,7 @@ _store: LivenessStore | None = None
 def get_liveness() -> LivenessStore:
     global _store
     if _store is None:
-        _store = RedisLiveness(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryLiveness()
+        _store = RedisLiveness(key_prefix()) if uses_redis() else MemoryLiveness()
     return _store
 
 

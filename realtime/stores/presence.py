@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime.protocol import encode
+from realtime.stores import key_prefix, uses_redis
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.streams import group_for_stream, split_stream
@@ -216,7 +217,7 @@ _store: PresenceStore | None = None
 def get_presence_store() -> PresenceStore:
     global _store
     if _store is None:
-        _store = RedisPresence(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryPresence()
+        _store = RedisPresence(key_prefix()) if uses_redis() else MemoryPresence()
     return _store
 
 
