@@ -75,7 +75,7 @@ class MemoryHistory:
             self._seq[stream] = seq
             events = self._events.get(stream)
             if events is None:
-                events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
+                events = self._events[stream] = deque(maxlen=realtime_settings.HISTORY_MAX_EVENTS)
             events.append((seq, time.time(), record))
         return StreamPosition(seq, self._epoch)
 
@@ -84,8 +84,8 @@ class MemoryHistory:
             return StreamPosition(self._seq.get(stream, 0), self._epoch)
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
-        oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
-        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        oldest = time.time() - realtime_settings.HISTORY_TTL_SECONDS
+        limit = realtime_settings.HISTORY_REPLAY_MAX_EVENTS
         with self._lock:
             last_seq = self._seq.get(stream, 0)
             kept = [(seq, rec) for seq, ts, rec in self._events.get(stream, ()) if seq > after and ts >= oldest]
@@ -128,8 +128,8 @@ class RedisHistory:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
-                int(realtime_settings.HISTORY_MAX_EVENTS),
-                int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+                realtime_settings.HISTORY_MAX_EVENTS,
+                int(realtime_settings.HISTORY_TTL_SECONDS),
                 _new_epoch(),
                 record,
                 int(time.time() * 1000),
@@ -146,14 +146,14 @@ class RedisHistory:
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)
-        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        limit = realtime_settings.HISTORY_REPLAY_MAX_EVENTS
         async with shared_redis.client().pipeline(transaction=True) as pipe:
             pipe.mget(epoch_key, seq_key)
             pipe.xrange(events_key, min=f"{after + 1}-0", max="+", count=limit + 1)
             (epoch_raw, seq_raw), entries = await pipe.execute()
         epoch = epoch_raw.decode() if epoch_raw else ""
         last_seq = int(seq_raw or 0)
-        oldest_ms = (time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)) * 1000
+        oldest_ms = (time.time() - realtime_settings.HISTORY_TTL_SECONDS) * 1000
         kept = [
             (int(entry_id.split(b"-")[0]), fields[b"r"].decode())
             for entry_id, fields in entries
