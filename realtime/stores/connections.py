@@ -15,6 +15,14 @@ from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_no
 
 
 class ConnectionRegistry(Protocol):
+    """How many connections each user has open across every process (tied to each process's liveness, in Redis).
+
+    - ``add``: atomic check-and-count (one Lua script): of concurrent adds across processes at most ``limit`` are
+      admitted. Idempotent: adding a counted connection again is admitted and counts once.
+    - ``remove``: idempotent; removing an unknown connection does nothing.
+    - ``restore``: idempotent; counts this process's connections again without a limit (after a liveness loss).
+    """
+
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
         """Count the connection unless the user already has ``limit`` live ones; atomic, idempotent."""
         ...

@@ -47,6 +47,17 @@ def judge_coverage(*, epoch: str, last_seq: int, after: int, client_epoch: str |
 
 
 class HistoryStore(Protocol):
+    """Each stream's recent events and its position; shared by every process in Redis, one process's in memory.
+
+    - ``append``: atomic (one Lua script, or one lock): the seq is the stream's next, never reused within its epoch,
+      and every process sees the event at that seq. Not idempotent: appending the same record twice stores it twice.
+      A stream without history (new, expired, or Redis lost it) starts a new epoch at seq 1.
+    - ``replay``: read only; epoch, last seq and events are read together (one transaction, or one lock), so the
+      answer is a consistent snapshot. ``covered`` is False when the events after ``after`` are not all still held
+      (trimmed, expired, other epoch, or more than ``HISTORY_REPLAY_MAX_EVENTS``); then no events are returned.
+    - ``position``: read only, idempotent; seq 0 and no epoch for a stream without history in Redis.
+    """
+
     async def append(self, stream: str, record: str) -> StreamPosition:
         """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 

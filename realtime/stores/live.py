@@ -104,6 +104,15 @@ def describe(connection: Connection, process: str) -> LiveConnection:
 
 
 class DirectoryStore(Protocol):
+    """The live-connections directory (the admin's view), one entry per process; shared in Redis, one process's in
+    memory. An entry lives ``PRESENCE_TTL_SECONDS`` unless renewed.
+
+    - ``write``: atomic (one transaction): readers see the entries before or after, never half. Idempotent: writing
+      the same entries again leaves the same directory.
+    - ``renew``: idempotent; only extends the entry's life, and says False when the entry is already gone.
+    - ``processes``: read only (apart from dropping lapsed processes from the index); lapsed processes never appear.
+    """
+
     async def write(self, process: str, entries: Mapping[str, str | None], *, replace: bool = False) -> None:
         """Set (JSON) or delete (None) entries of ``process``, atomically; ``replace`` drops all others first."""
 

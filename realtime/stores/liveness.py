@@ -200,6 +200,13 @@ class Beat:
 
 
 class LivenessStore(Protocol):
+    """Each process's liveness; in Redis shared by every process and judged by the Redis server's clock alone.
+
+    - ``beat``: atomic (one Lua script): refreshes this process and sweeps lapsed ones with everything they held, so
+      each sweep's ``left`` is returned to exactly one process (one ``user_left`` announcement). Safe to run
+      concurrently from every process; repeating it only refreshes. In memory nothing lapses and nothing is lost.
+    """
+
     async def beat(self) -> Beat:
         """Refresh this process's liveness and sweep lapsed processes; atomic, safe to run from every process."""
         ...

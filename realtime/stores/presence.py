@@ -72,6 +72,17 @@ class Joined:
 
 
 class PresenceStore(Protocol):
+    """Who is present at each presence key, by connection; shared by every process in Redis (tied to each process's
+    liveness, ``stores.liveness``), one process's in memory.
+
+    - ``join`` / ``join_many``: each join is atomic per key (one Lua script); idempotent: the same connection joining
+      again changes nothing and is not ``first``. ``first`` is true for exactly one join of a user across all
+      processes until that user's last live connection leaves.
+    - ``leave``: atomic per key; idempotent: leaving twice, or leaving without having joined, returns None. It
+      returns the member exactly once across processes, when the user's last live connection at the key left.
+    - ``members``: read only; never counts a member of a lapsed process, swept or not.
+    """
+
     async def join(self, key: str, connection_id: str, member: Member) -> Joined:
         """Add the member (idempotent: joining again changes nothing); atomic per key and user.
 
