@@ -16,7 +16,12 @@ singleton built on first use; ``reset_stores`` forgets them all (tests switch se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
 from realtime.stores import redis_client
+
+Store = TypeVar("Store")
 
 
 def uses_redis() -> bool:
@@ -27,6 +32,23 @@ def uses_redis() -> bool:
 def key_prefix() -> str:
     """What every Redis backend's key names start with (``REDIS_PREFIX``)."""
     return redis_client.key_prefix()
+
+
+class Singleton(Generic[Store]):
+    """A process's one instance of a store, built by the one backend rule on first use."""
+
+    def __init__(self, memory: Callable[[], Store], redis: Callable[[str], Store]) -> None:
+        self._memory = memory
+        self._redis = redis
+        self._built: Store | None = None
+
+    def get(self) -> Store:
+        if self._built is None:
+            self._built = self._redis(key_prefix()) if uses_redis() else self._memory()
+        return self._built
+
+    def reset(self) -> None:
+        self._built = None
 
 
 def reset_stores() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from realtime.stores import key_prefix, uses_redis
+from realtime.stores import Singleton
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
@@ -149,16 +149,12 @@ class RedisConnections:
             )
 
 
-_registry: ConnectionRegistry | None = None
+_registry: Singleton[ConnectionRegistry] = Singleton(MemoryConnections, RedisConnections)
 
 
 def get_connection_registry() -> ConnectionRegistry:
-    global _registry
-    if _registry is None:
-        _registry = RedisConnections(key_prefix()) if uses_redis() else MemoryConnections()
-    return _registry
+    return _registry.get()
 
 
 def reset_connection_registry() -> None:
-    global _registry
-    _registry = None
+    _registry.reset()

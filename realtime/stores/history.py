@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from realtime.conf import realtime_settings
-from realtime.stores import key_prefix, uses_redis
+from realtime.stores import Singleton
 from realtime.stores import redis_client as shared_redis
 from realtime.streams import StreamPosition
 
@@ -179,21 +179,17 @@ class RedisHistory:
         return Replay(epoch, last_seq, kept if covered else [], covered)
 
 
-_store: HistoryStore | None = None
+_store: Singleton[HistoryStore] = Singleton(MemoryHistory, RedisHistory)
 
 
 def get_history() -> HistoryStore:
     """The process's history store, chosen by ``REDIS_URL``."""
-    global _store
-    if _store is None:
-        _store = RedisHistory(key_prefix()) if uses_redis() else MemoryHistory()
-    return _store
+    return _store.get()
 
 
 def reset_history() -> None:
     """Forget the store (tests switch settings between cases)."""
-    global _store
-    _store = None
+    _store.reset()
 
 
 def record_json(record: dict[str, Any]) -> str:

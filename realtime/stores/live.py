@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from realtime import metrics
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
-from realtime.stores import key_prefix, uses_redis
+from realtime.stores import Singleton
 from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
@@ -193,19 +193,15 @@ class RedisDirectory:
         }
 
 
-_store: DirectoryStore | None = None
+_store: Singleton[DirectoryStore] = Singleton(MemoryDirectory, RedisDirectory)
 
 
 def get_directory() -> DirectoryStore:
-    global _store
-    if _store is None:
-        _store = RedisDirectory(key_prefix()) if uses_redis() else MemoryDirectory()
-    return _store
+    return _store.get()
 
 
 def reset_directory() -> None:
-    global _store
-    _store = None
+    _store.reset()
 
 
 # This process's share -----------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from realtime.conf import realtime_settings
-from realtime.stores import key_prefix, uses_redis
+from realtime.stores import Singleton
 from realtime.stores import redis_client as shared_redis
 
 T = TypeVar("T")
@@ -241,16 +241,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_store: LivenessStore | None = None
+_store: Singleton[LivenessStore] = Singleton(MemoryLiveness, RedisLiveness)
 
 
 def get_liveness() -> LivenessStore:
-    global _store
-    if _store is None:
-        _store = RedisLiveness(key_prefix()) if uses_redis() else MemoryLiveness()
-    return _store
+    return _store.get()
 
 
 def reset_liveness() -> None:
-    global _store
-    _store = None
+    _store.reset()

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime.protocol import encode
-from realtime.stores import key_prefix, uses_redis
+from realtime.stores import Singleton
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.streams import group_for_stream, split_stream
@@ -222,19 +222,15 @@ class RedisPresence:
         return [Member.from_json(raw) for raw in payloads]
 
 
-_store: PresenceStore | None = None
+_store: Singleton[PresenceStore] = Singleton(MemoryPresence, RedisPresence)
 
 
 def get_presence_store() -> PresenceStore:
-    global _store
-    if _store is None:
-        _store = RedisPresence(key_prefix()) if uses_redis() else MemoryPresence()
-    return _store
+    return _store.get()
 
 
 def reset_presence_store() -> None:
-    global _store
-    _store = None
+    _store.reset()
 
 
 def presence_frame(event: str, key: str, member: Member) -> str:
