@@ -16,6 +16,8 @@ singleton built on first use; ``reset_stores`` forgets them all (tests switch se
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -49,6 +51,21 @@ class Singleton(Generic[Store]):
 
     def reset(self) -> None:
         self._built = None
+
+
+class PerLoop(Generic[Store]):
+    """One instance per event loop, for what holds loop-bound state (tasks, redis-py clients); gone with its loop."""
+
+    def __init__(self, build: Callable[[], Store]) -> None:
+        self._build = build
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
+
+    def get(self) -> Store:
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(loop)
+        if found is None:
+            found = self._by_loop[loop] = self._build()
+        return found
 
 
 def reset_stores() -> None:

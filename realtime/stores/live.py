@@ -27,7 +27,6 @@ import os
 import secrets
 import socket
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -35,7 +34,7 @@ from typing import Any, Protocol
 from realtime import metrics
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
-from realtime.stores import Singleton
+from realtime.stores import PerLoop, Singleton
 from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
@@ -266,15 +265,11 @@ class Tracker:
                 raise
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tracker] = weakref.WeakKeyDictionary()
+_trackers: PerLoop[Tracker] = PerLoop(Tracker)
 
 
 def get_tracker() -> Tracker:
-    loop = asyncio.get_running_loop()
-    tracker = _trackers.get(loop)
-    if tracker is None:
-        tracker = _trackers[loop] = Tracker()
-    return tracker
+    return _trackers.get()
 
 
 # Operator actions ---------------------------------------------------------------------------------------------------

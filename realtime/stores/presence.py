@@ -15,10 +15,8 @@ same interface (one process, always live).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,7 +24,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime.protocol import encode
-from realtime.stores import Singleton
+from realtime.stores import PerLoop, Singleton
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.streams import group_for_stream, split_stream
@@ -304,12 +302,8 @@ class PresenceKeeper:
         return len(entries)
 
 
-_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()
+_keepers: PerLoop[PresenceKeeper] = PerLoop(PresenceKeeper)
 
 
 def get_keeper() -> PresenceKeeper:
-    loop = asyncio.get_running_loop()
-    keeper = _keepers.get(loop)
-    if keeper is None:
-        keeper = _keepers[loop] = PresenceKeeper()
-    return keeper
+    return _keepers.get()
