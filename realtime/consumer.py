@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 # No per-connection channel-layer channel: the process hub holds the layer groups (see realtime.hub).
 NO_PER_CONNECTION_LAYER = "__realtime_hub_only__"
-# Commands whose success changes what the live-connections directory shows of a connection (realtime.live).
+# Commands whose success changes what the live-connections directory shows of a connection (realtime.stores.live).
 CHANGES_LIVE_ENTRY = (
     protocol.Subscribe,
     protocol.Unsubscribe,
