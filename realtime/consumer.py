@@ -44,7 +44,7 @@ from realtime.limits import TokenBucket
 from realtime.sendqueue import SendQueue
 from realtime.stores import live, presence
 from realtime.stores import redis_client as shared_redis
-from realtime.stores.connections import get_connection_registry
+from realtime.stores.connections import get_connection_counts
 from realtime.stores.history import get_history
 from realtime.streams import StreamPosition, group_for_stream, scope_of, split_stream
 
@@ -115,7 +115,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.user_id = user.public_id
         limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
         try:
-            admitted = await get_connection_registry().add(self.user_id, self.connection_id, limit)
+            admitted = await get_connection_counts().add(self.user_id, self.connection_id, limit)
         except Exception as exc:
             if not shared_redis.is_outage(exc):
                 raise
@@ -163,7 +163,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         hub.unregister(self)
         live.get_tracker().forget(self.connection_id)
         with contextlib.suppress(Exception):
-            await get_connection_registry().remove(self.user_id, self.connection_id)
+            await get_connection_counts().remove(self.user_id, self.connection_id)
         _, subscribed_groups = self.state.remove_all()
         groups = {*subscribed_groups, *(group_for_stream(k) for k in self.presence_keys)}
         for key in list(self.presence_keys):

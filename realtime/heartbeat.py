@@ -26,7 +26,7 @@ import weakref
 from realtime import metrics
 from realtime.conf import realtime_settings
 from realtime.stores import live
-from realtime.stores.connections import get_connection_registry
+from realtime.stores.connections import get_connection_counts
 from realtime.stores.liveness import get_liveness
 from realtime.stores.presence import Member, announce, get_keeper
 
@@ -88,7 +88,7 @@ class Heartbeat:
     async def _recover(self) -> None:
         losses = self.losses
         try:
-            await get_connection_registry().restore()
+            await get_connection_counts().restore()
             rejoined = await get_keeper().rejoin_all()
         except Exception as exc:  # the next beat starts it again
             logger.warning("re-joining presence failed (%s: %s); retrying on the next beat", type(exc).__name__, exc)

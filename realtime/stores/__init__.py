@@ -74,7 +74,7 @@ def reset_stores() -> None:
 
     history.reset_history()
     presence.reset_presence_store()
-    connections.reset_connection_registry()
+    connections.reset_connection_counts()
     live.reset_directory()
     liveness.reset_liveness()
     access_cache.forget(None)

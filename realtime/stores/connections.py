@@ -14,7 +14,7 @@ from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 
-class ConnectionRegistry(Protocol):
+class ConnectionCounts(Protocol):
     """How many connections each user has open across every process (tied to each process's liveness, in Redis).
 
     - ``add``: atomic check-and-count (one Lua script): of concurrent adds across processes at most ``limit`` are
@@ -149,12 +149,12 @@ class RedisConnections:
             )
 
 
-_registry: Singleton[ConnectionRegistry] = Singleton(MemoryConnections, RedisConnections)
+_counts: Singleton[ConnectionCounts] = Singleton(MemoryConnections, RedisConnections)
 
 
-def get_connection_registry() -> ConnectionRegistry:
-    return _registry.get()
+def get_connection_counts() -> ConnectionCounts:
+    return _counts.get()
 
 
-def reset_connection_registry() -> None:
-    _registry.reset()
+def reset_connection_counts() -> None:
+    _counts.reset()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from realtime.stores import reset_stores, uses_redis
-from realtime.stores.connections import get_connection_registry
+from realtime.stores.connections import get_connection_counts
 from realtime.stores.history import get_history
 from realtime.stores.live import LiveConnection, get_directory
 from realtime.stores.liveness import get_liveness
@@ -88,17 +88,17 @@ async def test_presence_join_many_is_join_in_order(backend: str) -> None:
 
 async def test_connection_counts_admit_at_most_the_limit_and_are_idempotent(backend: str) -> None:
     await get_liveness().beat()
-    registry = get_connection_registry()
-    admitted = await asyncio.gather(*(registry.add("u-1", f"c-{n}", 3) for n in range(8)))
+    counts = get_connection_counts()
+    admitted = await asyncio.gather(*(counts.add("u-1", f"c-{n}", 3) for n in range(8)))
     assert sum(admitted) == 3
     winner = next(f"c-{n}" for n, ok in enumerate(admitted) if ok)
-    assert await registry.add("u-1", winner, 3)  # counted already: admitted again, counted once
-    assert not await registry.add("u-1", "c-extra", 3)
-    await registry.remove("u-1", winner)
-    await registry.remove("u-1", winner)  # removing twice
-    await registry.remove("u-1", "unknown")
-    assert await registry.add("u-1", "c-extra", 3)
-    assert await registry.add("u-2", "c-other", 1)  # users are independent
+    assert await counts.add("u-1", winner, 3)  # counted already: admitted again, counted once
+    assert not await counts.add("u-1", "c-extra", 3)
+    await counts.remove("u-1", winner)
+    await counts.remove("u-1", winner)  # removing twice
+    await counts.remove("u-1", "unknown")
+    assert await counts.add("u-1", "c-extra", 3)
+    assert await counts.add("u-2", "c-other", 1)  # users are independent
 
 
 async def test_the_directory_writes_whole_entries_and_replaces(backend: str) -> None:
