@@ -10,8 +10,8 @@ from django.dispatch import receiver
 
 from accounts.models import Membership, Role, User
 from locations.models import Location
-from realtime import access_cache
 from realtime.publishing import broadcast_control
+from realtime.stores import access_cache
 
 
 def announce_access_change(user_ids: list[str] | None) -> None:

@@ -14,7 +14,7 @@ location (``presence_join`` on ``orders``). After a settle pause it measures a q
 - the gateway's CPU (utime + stime from /proc) as a share of one core, and redis-server's;
 - the CPU one beat costs (500 beats of the same code in a probe process: py-spy hardly sees a beat);
 - then a second window under py-spy (when installed): the share of the gateway's samples inside the heartbeat
-  (``realtime/heartbeat.py``, ``realtime/liveness.py``), i.e. presence's share of the gateway's CPU at rest.
+  (``realtime/heartbeat.py``, ``realtime/stores/liveness.py``), i.e. presence's share of the gateway's CPU at rest.
 
 Then the crash bound, CRASH_RUNS times: an observer on one gateway, a member on another that is SIGKILLed; the time
 from the kill to the observer's ``user_left`` (the bound is PRESENCE_TTL_SECONDS + PRESENCE_HEARTBEAT_SECONDS).
@@ -46,7 +46,7 @@ QUICK_WINDOW_S = 5.0
 TARGET_COMMANDS_PER_S = 5.0
 CONNECT_CONCURRENCY = 48
 CRASH_RUNS = 3
-PRESENCE_FRAMES = ("realtime/heartbeat.py", "realtime/liveness.py")
+PRESENCE_FRAMES = ("realtime/heartbeat.py", "realtime/stores/liveness.py")
 
 
 class Member:
@@ -224,8 +224,8 @@ PROBE = """
 import asyncio, json, time
 import django
 django.setup()
-from realtime.liveness import RedisLiveness
-from realtime.redis_client import key_prefix
+from realtime.stores.liveness import RedisLiveness
+from realtime.stores.redis_client import key_prefix
 
 async def main(beats):
     store = RedisLiveness(key_prefix(), process="proc-bench-probe")

@@ -38,8 +38,8 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The admin's "Live connections" page: every open connection of every gateway process, and how to end one.
 
-Staff only (``admin.site.admin_view``). It reads the live-connections directory (``realtime.live``: Redis when
+Staff only (``admin.site.admin_view``). It reads the live-connections directory (``realtime.stores.live``: Redis when
 ``REDIS_URL`` is set, this process otherwise), shows, for one location or all, who is connected from where with
 which subscriptions and presence, and counts the connected screens per channel at each location, zero included,
 so a location with no screens stands out. Its actions disconnect one connection or all of a user's, with a reason,
@@ -20,8 +20,8 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.models import User
 from locations.models import Location
-from realtime import live
 from realtime.registry import CHANNELS, Scope
+from realtime.stores import live
 from realtime.streams import scope_of, split_stream
 
 # The admin index links the page (realtime/templates/admin/realtime/index.html adds a "Realtime gateway" box).

@@ -21,12 +21,10 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from realtime import acks, delivery, expiry, live, metrics, presence, protocol
-from realtime import redis_client as shared_redis
+from realtime import acks, delivery, expiry, metrics, protocol
 from realtime.auth import Identity, aauthenticate_token, extract_credentials
 from realtime.authorization import aauthorize, amay_read, arefresh_user
 from realtime.conf import realtime_settings
-from realtime.connections import get_connection_registry
 from realtime.delivery import DELIVER, FILL_GAP
 from realtime.errors import (
     CloseCode,
@@ -42,17 +40,20 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.history import get_history
 from realtime.hub import Hub, aget_hub
 from realtime.limits import TokenBucket
 from realtime.sendqueue import SendQueue
+from realtime.stores import live, presence
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.connections import get_connection_counts
+from realtime.stores.history import get_history
 from realtime.streams import StreamPosition, group_for_stream, scope_of, split_stream
 
 logger = logging.getLogger(__name__)
 
 # No per-connection channel-layer channel: the process hub holds the layer groups (see realtime.hub).
 NO_PER_CONNECTION_LAYER = "__realtime_hub_only__"
-# Commands whose success changes what the live-connections directory shows of a connection (realtime.live).
+# Commands whose success changes what the live-connections directory shows of a connection (realtime.stores.live).
 CHANGES_LIVE_ENTRY = (
     protocol.Subscribe,
     protocol.Unsubscribe,
@@ -115,7 +116,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.user_id = user.public_id
         limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
         try:
-            admitted = await get_connection_registry().add(self.user_id, self.connection_id, limit)
+            admitted = await get_connection_counts().add(self.user_id, self.connection_id, limit)
         except Exception as exc:
             if not shared_redis.is_outage(exc):
                 raise
@@ -163,7 +164,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         hub.unregister(self)
         live.get_tracker().forget(self.connection_id)
         with contextlib.suppress(Exception):
-            await get_connection_registry().remove(self.user_id, self.connection_id)
+            await get_connection_counts().remove(self.user_id, self.connection_id)
         _, subscribed_groups = self.state.remove_all()
         groups = {*subscribed_groups, *(group_for_stream(k) for k in self.presence_keys)}
         for key in list(self.presence_keys):
@@ -203,7 +204,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self._fail(error, close_code)
 
     def force_disconnect(self, reason: str) -> None:
-        """An operator closed this connection (``realtime.live``): tell the client why, close with 4000."""
+        """An operator closed this connection (``realtime.stores.live``): tell the client why, close with 4000."""
         if self.closing:
             return
         logger.info("disconnected by an operator: %s", reason, extra=self._log_context("force_disconnect", 4000))

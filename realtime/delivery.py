@@ -2,7 +2,7 @@
 
 Each subscription carries a ``Cursor``: where it stands on each of its streams and the live events it holds back
 while a subscribe response, a replay or a gap fill is on its way. The consumer offers it every live event and does
-what the ``Verdict`` says; replays from history (``realtime.history.Replay``) go through ``replay_frames`` so
+what the ``Verdict`` says; replays from history (``realtime.stores.history.Replay``) go through ``replay_frames`` so
 replay and live feed meet without a gap or a duplicate. Tested in ``tests/realtime/test_delivery.py`` without ASGI.
 """
 
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from realtime.streams import StreamPosition
 
 if TYPE_CHECKING:
-    from realtime.history import Replay
     from realtime.protocol import Subscription
+    from realtime.stores.history import Replay
 
 
 # ``StreamPosition(seq, epoch)`` without the NamedTuple's Python-level ``__new__``: this runs once per delivered event.

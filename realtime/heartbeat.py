@@ -5,7 +5,7 @@ Started with the process, not with its first connection: from the ASGI lifespan 
 use such as tests with Channels' ``WebsocketCommunicator`` (no lifespan), by the hub on first use. Starting it again
 on the same event loop is a no-op.
 
-Every ``PRESENCE_HEARTBEAT_SECONDS`` one beat (one Redis script at rest, ``realtime.liveness``) refreshes this
+Every ``PRESENCE_HEARTBEAT_SECONDS`` one beat (one Redis script at rest, ``realtime.stores.liveness``) refreshes this
 process's liveness and removes lapsed processes with their members and connections; this process then announces
 ``user_left`` for the users the sweep found gone. A process of which nothing is heard for ``PRESENCE_TTL_SECONDS``
 is lapsed; its users' ``user_left`` goes out by the next beat of any live process, so within
@@ -27,12 +27,13 @@ import logging
 import sys
 import weakref
 
-from realtime import acks, live, metrics
+from realtime import acks, metrics
 from realtime.conf import realtime_settings
-from realtime.connections import get_connection_registry
-from realtime.liveness import get_liveness
-from realtime.presence import Member, announce, get_keeper
 from realtime.stations import StationMonitor
+from realtime.stores import live
+from realtime.stores.connections import get_connection_counts
+from realtime.stores.liveness import get_liveness
+from realtime.stores.presence import Member, announce, get_keeper
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Heartbeat:
             self.station_check = loop.create_task(self.stations.run_check(), name="realtime-station-check")
 
     async def _beat_live_directory(self) -> None:
-        """Renew the live-connections directory (the admin's view, ``realtime.live``): 2 commands, any size.
+        """Renew the live-connections directory (the admin's view, ``realtime.stores.live``): 2 commands, any size.
 
         After presence has had its beat, and apart from it: a failure here must never cost a presence recovery.
         """
@@ -103,7 +104,7 @@ class Heartbeat:
     async def _recover(self) -> None:
         losses = self.losses
         try:
-            await get_connection_registry().restore()
+            await get_connection_counts().restore()
             rejoined = await get_keeper().rejoin_all()
         except Exception as exc:  # the next beat starts it again
             logger.warning("re-joining presence failed (%s: %s); retrying on the next beat", type(exc).__name__, exc)

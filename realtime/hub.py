@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import access_cache, live, metrics
+from realtime import metrics
 from realtime.heartbeat import astart_heartbeat
 from realtime.relay import astart_relay
+from realtime.stores import access_cache, live
 from realtime.streams import CONTROL_GROUP
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class Hub:
                 member.on_access_changed()
 
     def _on_disconnect(self, message: dict[str, Any]) -> None:
-        """An operator's disconnect (``realtime.live.request_disconnect``): close the targets that live here."""
+        """An operator's disconnect (``realtime.stores.live.request_disconnect``): close the targets that live here."""
         for member in live.disconnect_targets(self.users, message):
             member.force_disconnect(str(message.get("reason") or ""))
 

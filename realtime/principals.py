@@ -10,7 +10,7 @@ Only *positive* answers are remembered. A location the principal does not know y
 current answer. So a new location or grant is visible at once, and a cached entry can only be too generous in one
 way: access that was *removed*. Removals are what ``rt.access_changed`` announces (``accounts.receivers``): the
 process that made the change forgets at commit, every other process when the control message arrives
-(``realtime.hub`` -> ``realtime.access_cache.forget``), and ``PRINCIPAL_CACHE_SECONDS`` bounds what a lost message
+(``realtime.hub`` -> ``stores.access_cache.forget``), and ``PRINCIPAL_CACHE_SECONDS`` bounds what a lost message
 or a queryset ``update()`` (which sends no signal) can leave behind.
 
 Only users of validly signed, unexpired tokens enter (the JWT is checked first, in-process), and the store holds

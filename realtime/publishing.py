@@ -27,12 +27,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime import acks, metrics
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, IdempotencyConflict, InvalidParams, ProtocolError, Unavailable
-from realtime.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
 from realtime.protocol import envelope_tail, new_id, now_iso
 from realtime.registry import PUBLIC_ID_PATTERN, ChannelSpec, Scope, get_channel
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.history import Announce, Appended, Entry, KeyConflict, RedisHistory, get_history, record_json
 from realtime.streams import CONTROL_GROUP, group_for_stream
 
 logger = logging.getLogger(__name__)

@@ -29,12 +29,12 @@ from typing import Any
 
 from accounts.models import User
 from realtime import protocol
-from realtime import redis_client as shared_redis
 from realtime.authorization import authorize
 from realtime.errors import ChannelNotFound, InvalidParams, StatelessChannel, Unavailable
-from realtime.history import get_history
 from realtime.publishing import run_sync
 from realtime.registry import Scope, get_channel
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.history import get_history
 
 ItemReader = Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]
 

@@ -3,7 +3,7 @@
 Screens declare their station when they join presence on ``kds`` (``"user_info": {"station": "grill"}``). Every
 gateway process runs a monitor beside its heartbeat (``realtime.heartbeat``): every ``KDS_STATION_CHECK_SECONDS``
 it counts, for each active ``Station`` of each active location, the *live* ``kds`` presence members declaring that
-station (members of a lapsed process never count, ``realtime.liveness``), and moves the station's state::
+station (members of a lapsed process never count, ``realtime.stores.liveness``), and moves the station's state::
 
     (none) / lit --no screen--> unlit(since=now)
     unlit --still no screen KDS_DARK_STATION_SECONDS after since--> dark(since)  => kds.station_dark
@@ -39,11 +39,11 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from realtime import metrics
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
-from realtime.liveness import LUA_LIBRARY, procs_key
-from realtime.presence import PresenceStore, get_presence_store
 from realtime.registry import get_channel
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.liveness import LUA_LIBRARY, procs_key
+from realtime.stores.presence import PresenceStore, get_presence_store
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from channels.layers import channel_layers
 from django.core.cache import caches
 from django.core.management import call_command
 
-from realtime import access_cache, acks, connections, history, live, liveness, presence, stations
+from realtime import acks, stations
+from realtime.stores import reset_stores
 from tests.support.asgi import access_token_for, close_connections_of_the_database_thread
 from tests.support.services import REDIS_TEST_URL, flush_redis_db, require_service
 
@@ -23,14 +24,9 @@ def fresh_realtime_state() -> Iterator[None]:
     def reset() -> None:
         close_connections_of_the_database_thread()
         channel_layers.backends.clear()
-        history.reset_history()
-        presence.reset_presence_store()
-        connections.reset_connection_registry()
-        live.reset_directory()
-        liveness.reset_liveness()
+        reset_stores()
         stations.reset_station_store()
         acks.reset_acks()
-        access_cache.forget(None)
         caches["login_throttle"].clear()  # login failure counts (in-process without REDIS_URL)
 
     reset()

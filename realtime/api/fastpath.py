@@ -7,7 +7,7 @@ too, keeping every rule of the Django path:
 
 - the same checks in the same order: 413 ``payload_too_large`` (``PUBLISH_MAX_BODY_BYTES``, also for a chunked
   body), 415 ``unsupported_media_type``, 405 ``method_not_allowed`` with ``Allow``, then authentication (JWT,
-  in-process), validation and authorization (``realtime.access_cache``), in the protocol's error shape;
+  in-process), validation and authorization (``realtime.stores.access_cache``), in the protocol's error shape;
 - a Host outside ``ALLOWED_HOSTS`` (or a ``root_path`` mount) is left to Django, which refuses it as before;
 - the headers ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` add to every answer;
 - an unexpected error is logged by ``django.request`` as Django logs it (``Internal Server Error: /v1/events``,

@@ -31,7 +31,6 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts import authz
 from accounts.models import User
 from accounts.permissions import Perm
-from realtime import access_cache
 from realtime.conf import realtime_settings
 from realtime.errors import (
     Forbidden,
@@ -53,6 +52,7 @@ from realtime.publishing import (
     prepare_batch,
 )
 from realtime.registry import ChannelSpec, Scope
+from realtime.stores import access_cache
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -124,7 +124,8 @@ _loading: dict[tuple[str, str], asyncio.Future[tuple[User | None, bool, set[str]
 
 async def aauthorize_publisher(user_pk: Any, spec: ChannelSpec, scope_id: str) -> bool:
     """May the token's user publish to ``spec``'s stream at ``scope_id``? Remembered briefly
-    (``realtime.access_cache``), with its grants at the channel's other locations; concurrent misses share a load."""
+    (``realtime.stores.access_cache``), with its grants at the channel's other locations; concurrent misses share a
+    load."""
     await aget_hub()  # this process must hear access changes to forget what it remembered
     stream = spec.stream(scope_id)
     remembered = access_cache.recall(user_pk, stream)

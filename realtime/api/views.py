@@ -21,11 +21,11 @@ from realtime.api.schemas import ChannelList, ErrorBody, HistoryPage, LocationLi
 from realtime.authorization import authorize
 from realtime.conf import realtime_settings
 from realtime.errors import ChannelNotFound, InvalidParams
-from realtime.history import get_history
 from realtime.outbox import read_backlog
 from realtime.publishing import run_sync
 from realtime.registry import CHANNELS, get_channel
 from realtime.snapshots import take_snapshot
+from realtime.stores.history import get_history
 from realtime.streams import split_stream
 
 

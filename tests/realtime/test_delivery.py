@@ -9,9 +9,9 @@ import pytest
 
 from realtime import delivery, protocol
 from realtime.delivery import Cursor, Verdict
-from realtime.history import Replay, record_json
 from realtime.publishing import build_event, hub_message
 from realtime.registry import REGISTRY
+from realtime.stores.history import Replay, record_json
 from realtime.streams import StreamPosition
 
 STREAM = "orders:loc-1"

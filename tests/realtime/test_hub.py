@@ -10,7 +10,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from realtime.hub import Hub
-from realtime.live import disconnect_message
+from realtime.stores.live import disconnect_message
 from realtime.streams import CONTROL_GROUP
 
 GROUP = "rt.orders.loc-1"

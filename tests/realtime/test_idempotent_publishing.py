@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 
-from realtime import history
 from realtime.errors import IdempotencyConflict, InvalidParams
-from realtime.history import Entry, KeyConflict, MemoryHistory, RedisHistory
 from realtime.publishing import PublishItem, apublish, apublish_many, publish
+from realtime.stores import history
+from realtime.stores.history import Entry, KeyConflict, MemoryHistory, RedisHistory
 from realtime.streams import group_for_stream
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis
 
-from realtime import redis_client as shared_redis
-from realtime.connections import MemoryConnections, RedisConnections
-from realtime.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
-from realtime.presence import Member, MemoryPresence, RedisPresence
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.connections import MemoryConnections, RedisConnections
+from realtime.stores.liveness import MemoryLiveness, ProcessNotLive, RedisLiveness
+from realtime.stores.presence import Member, MemoryPresence, RedisPresence
 from tests.support.asgi import open_client
 
 KEY = "orders:loc-xyz789"

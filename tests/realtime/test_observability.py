@@ -14,10 +14,11 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from realtime import live, metrics
+from realtime import metrics
 from realtime.logs import JsonFormatter, RedactTokens
 from realtime.metrics_view import address_allowed
 from realtime.publishing import abroadcast_control, apublish
+from realtime.stores import live
 from tests.support.asgi import open_client
 
 ROOT = Path(__file__).resolve().parents[2]

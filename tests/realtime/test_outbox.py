@@ -25,11 +25,12 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from locations.models import Location, Order
-from realtime import history, metrics
+from realtime import metrics
 from realtime.errors import ChannelNotFound, InvalidParams
 from realtime.models import OutboxEvent
 from realtime.outbox import publish_in_transaction
 from realtime.relay import OutboxStalled, Relay, astart_relay, astop_relay
+from realtime.stores import history
 from tests.support.asgi import open_client
 from tests.support.outbox import drain_outbox, require_postgres
 from tests.support.processes import RedisServer

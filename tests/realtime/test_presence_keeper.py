@@ -6,8 +6,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from realtime import presence
-from realtime.presence import Member, PresenceKeeper
+from realtime.stores import presence
+from realtime.stores.presence import Member, PresenceKeeper
 from realtime.streams import group_for_stream
 
 KEY = "orders:loc-1"

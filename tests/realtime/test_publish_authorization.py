@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from accounts.models import Membership
-from realtime import access_cache
+from realtime.stores import access_cache
 from tests.support.asgi import access_token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

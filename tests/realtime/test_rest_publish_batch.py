@@ -14,8 +14,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from realtime import history
 from realtime.errors import ErrorCode
+from realtime.stores import history
 from tests.support.asgi import Answer, access_token_for, asgi_request, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -137,9 +137,9 @@ async def test_subscribe_with_empty_resume_reports_positions_that_later_resume_f
 async def test_a_later_seq_that_overtakes_an_earlier_one_is_reordered_from_history(token_for):
     from channels.layers import get_channel_layer
 
-    from realtime.history import get_history, record_json
     from realtime.publishing import build_event, envelope_tail, hub_message
     from realtime.registry import get_channel
+    from realtime.stores.history import get_history, record_json
     from realtime.streams import group_for_stream
 
     spec = get_channel("orders")

@@ -17,6 +17,7 @@ def relay() -> None:
     """Publish what the outbox holds, as a gateway's relay would (it does not run by itself under pytest)."""
     async_to_sync(drain_outbox)()
 
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DOWNTOWN, UPTOWN, MAIN_STREET = "loc-xyz789", "loc-abc456", "loc-other1"
@@ -187,7 +188,7 @@ async def test_snapshot_then_resume_from_its_position_gives_the_current_state(wo
 async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resume_with(
     redis_url: str, settings: Any
 ) -> None:
-    from realtime import history
+    from realtime.stores import history
 
     settings.REDIS_URL = redis_url
     history.reset_history()
@@ -213,7 +214,7 @@ def test_racing_saves_reach_the_stream_in_version_order(world: Any, redis_url: s
     from asgiref.sync import async_to_sync
     from django.db import connection
 
-    from realtime import history
+    from realtime.stores import history
     from tests.support.outbox import drain_outbox, require_postgres
 
     require_postgres()

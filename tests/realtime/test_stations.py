@@ -12,10 +12,7 @@ import pytest
 import redis
 
 from realtime.errors import InvalidParams
-from realtime.liveness import RedisLiveness
-from realtime.presence import Member, MemoryPresence, RedisPresence
 from realtime.protocol import check_station_name, check_user_info
-from realtime.redis_client import key_prefix
 from realtime.stations import (
     Alert,
     Change,
@@ -29,6 +26,9 @@ from realtime.stations import (
     alert_data,
     decide,
 )
+from realtime.stores.liveness import RedisLiveness
+from realtime.stores.presence import Member, MemoryPresence, RedisPresence
+from realtime.stores.redis_client import key_prefix
 from tests.support.asgi import Client, open_client
 
 LOC = "loc-xyz789"

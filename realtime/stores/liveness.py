@@ -34,8 +34,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.stores import Singleton
+from realtime.stores import redis_client as shared_redis
 
 T = TypeVar("T")
 SWEEP_MAX_PROCESSES = 50
@@ -199,6 +200,13 @@ class Beat:
 
 
 class LivenessStore(Protocol):
+    """Each process's liveness; in Redis shared by every process and judged by the Redis server's clock alone.
+
+    - ``beat``: atomic (one Lua script): refreshes this process and sweeps lapsed ones with everything they held, so
+      each sweep's ``left`` is returned to exactly one process (one ``user_left`` announcement). Safe to run
+      concurrently from every process; repeating it only refreshes. In memory nothing lapses and nothing is lost.
+    """
+
     async def beat(self) -> Beat:
         """Refresh this process's liveness and sweep lapsed processes; atomic, safe to run from every process."""
         ...
@@ -233,16 +241,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_store: LivenessStore | None = None
+_store: Singleton[LivenessStore] = Singleton(MemoryLiveness, RedisLiveness)
 
 
 def get_liveness() -> LivenessStore:
-    global _store
-    if _store is None:
-        _store = RedisLiveness(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryLiveness()
-    return _store
+    return _store.get()
 
 
 def reset_liveness() -> None:
-    global _store
-    _store = None
+    _store.reset()

@@ -3,7 +3,7 @@
 Members are connections; the protocol shows users. A user's first connection to join produces ``user_joined``,
 their last one to leave (by ``presence_leave``, by closing, or with its process) produces ``user_left``.
 
-Members are tied to their process's liveness (``realtime.liveness``), not renewed one by one: a member of a process
+Members are tied to their process's liveness (``stores.liveness``), not renewed one by one: a member of a process
 whose liveness lapsed (``PRESENCE_TTL_SECONDS`` after its last heartbeat, on the Redis server's clock) never counts,
 in ``presence_list`` or in deciding ``user_joined``/``user_left``, swept or not; the next sweep by any live process
 removes all of that process's members at once and announces ``user_left`` for each user with no member left.
@@ -15,19 +15,18 @@ same interface (one process, always live).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from realtime import redis_client as shared_redis
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.protocol import encode
+from realtime.stores import PerLoop, Singleton
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 from realtime.streams import group_for_stream, split_stream
 
 logger = logging.getLogger(__name__)
@@ -71,6 +70,17 @@ class Joined:
 
 
 class PresenceStore(Protocol):
+    """Who is present at each presence key, by connection; shared by every process in Redis (tied to each process's
+    liveness, ``stores.liveness``), one process's in memory.
+
+    - ``join`` / ``join_many``: each join is atomic per key (one Lua script); idempotent: the same connection joining
+      again changes nothing and is not ``first``. ``first`` is true for exactly one join of a user across all
+      processes until that user's last live connection leaves.
+    - ``leave``: atomic per key; idempotent: leaving twice, or leaving without having joined, returns None. It
+      returns the member exactly once across processes, when the user's last live connection at the key left.
+    - ``members``: read only; never counts a member of a lapsed process, swept or not.
+    """
+
     async def join(self, key: str, connection_id: str, member: Member) -> Joined:
         """Add the member (idempotent: joining again changes nothing); atomic per key and user.
 
@@ -210,19 +220,15 @@ class RedisPresence:
         return [Member.from_json(raw) for raw in payloads]
 
 
-_store: PresenceStore | None = None
+_store: Singleton[PresenceStore] = Singleton(MemoryPresence, RedisPresence)
 
 
 def get_presence_store() -> PresenceStore:
-    global _store
-    if _store is None:
-        _store = RedisPresence(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryPresence()
-    return _store
+    return _store.get()
 
 
 def reset_presence_store() -> None:
-    global _store
-    _store = None
+    _store.reset()
 
 
 def presence_frame(event: str, key: str, member: Member) -> str:
@@ -296,12 +302,8 @@ class PresenceKeeper:
         return len(entries)
 
 
-_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()
+_keepers: PerLoop[PresenceKeeper] = PerLoop(PresenceKeeper)
 
 
 def get_keeper() -> PresenceKeeper:
-    loop = asyncio.get_running_loop()
-    keeper = _keepers.get(loop)
-    if keeper is None:
-        keeper = _keepers[loop] = PresenceKeeper()
-    return keeper
+    return _keepers.get()

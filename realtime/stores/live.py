@@ -27,15 +27,15 @@ import os
 import secrets
 import socket
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from realtime import metrics
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
 from realtime.protocol import encode, now_iso
+from realtime.stores import PerLoop, Singleton
+from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
 DISCONNECT_REASON_MAX_CHARS = 200
@@ -103,6 +103,15 @@ def describe(connection: Connection, process: str) -> LiveConnection:
 
 
 class DirectoryStore(Protocol):
+    """The live-connections directory (the admin's view), one entry per process; shared in Redis, one process's in
+    memory. An entry lives ``PRESENCE_TTL_SECONDS`` unless renewed.
+
+    - ``write``: atomic (one transaction): readers see the entries before or after, never half. Idempotent: writing
+      the same entries again leaves the same directory.
+    - ``renew``: idempotent; only extends the entry's life, and says False when the entry is already gone.
+    - ``processes``: read only (apart from dropping lapsed processes from the index); lapsed processes never appear.
+    """
+
     async def write(self, process: str, entries: Mapping[str, str | None], *, replace: bool = False) -> None:
         """Set (JSON) or delete (None) entries of ``process``, atomically; ``replace`` drops all others first."""
 
@@ -183,19 +192,15 @@ class RedisDirectory:
         }
 
 
-_store: DirectoryStore | None = None
+_store: Singleton[DirectoryStore] = Singleton(MemoryDirectory, RedisDirectory)
 
 
 def get_directory() -> DirectoryStore:
-    global _store
-    if _store is None:
-        _store = RedisDirectory(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryDirectory()
-    return _store
+    return _store.get()
 
 
 def reset_directory() -> None:
-    global _store
-    _store = None
+    _store.reset()
 
 
 # This process's share -----------------------------------------------------------------------------------------------
@@ -260,15 +265,11 @@ class Tracker:
                 raise
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tracker] = weakref.WeakKeyDictionary()
+_trackers: PerLoop[Tracker] = PerLoop(Tracker)
 
 
 def get_tracker() -> Tracker:
-    loop = asyncio.get_running_loop()
-    tracker = _trackers.get(loop)
-    if tracker is None:
-        tracker = _trackers[loop] = Tracker()
-    return tracker
+    return _trackers.get()
 
 
 # Operator actions ---------------------------------------------------------------------------------------------------

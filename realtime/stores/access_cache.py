@@ -4,6 +4,10 @@ REST publishing asks the same question ("may this user publish to this stream?")
 only changes when an administrator changes memberships, roles or users, which every process hears at once as an
 ``rt.access_changed`` control message (``realtime.hub``). Entries are dropped on that message, and in any case after
 ``PUBLISH_AUTH_CACHE_SECONDS`` (0 turns the memo off), so a lost message cannot keep a stale grant for long.
+
+Per process by design (no Redis backend: a grant is cheap to recompute, and a shared memo would outlive a process's
+view of a change). ``remember`` and ``forget`` are idempotent; neither is atomic across threads beyond one dict
+operation, which is enough for a memo that may always answer "unknown".
 """
 
 from __future__ import annotations

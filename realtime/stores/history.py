@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from realtime import redis_client as shared_redis
 from realtime.conf import realtime_settings
+from realtime.stores import Singleton
+from realtime.stores import redis_client as shared_redis
 from realtime.streams import StreamPosition
 
 
@@ -95,6 +96,17 @@ StreamAppend = tuple[str, Sequence[Entry], float, "Announce | None"]  # append_m
 
 
 class HistoryStore(Protocol):
+    """Each stream's recent events and its position; shared by every process in Redis, one process's in memory.
+
+    - ``append``: atomic (one Lua script, or one lock): the seq is the stream's next, never reused within its epoch,
+      and every process sees the event at that seq. Not idempotent: appending the same record twice stores it twice.
+      A stream without history (new, expired, or Redis lost it) starts a new epoch at seq 1.
+    - ``replay``: read only; epoch, last seq and events are read together (one transaction, or one lock), so the
+      answer is a consistent snapshot. ``covered`` is False when the events after ``after`` are not all still held
+      (trimmed, expired, other epoch, or more than ``HISTORY_REPLAY_MAX_EVENTS``); then no events are returned.
+    - ``position``: read only, idempotent; seq 0 and no epoch for a stream without history in Redis.
+    """
+
     async def append(self, stream: str, record: str) -> StreamPosition:
         """Store ``record`` as the stream's next event, atomically; return the position it was given."""
 
@@ -207,8 +219,8 @@ class MemoryHistory:
         return await self.position(stream)
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
-        oldest = time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)
-        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        oldest = time.time() - realtime_settings.HISTORY_TTL_SECONDS
+        limit = realtime_settings.HISTORY_REPLAY_MAX_EVENTS
         with self._lock:
             last_seq = self._seq.get(stream, 0)
             kept = [(seq, rec) for seq, ts, rec in self._events.get(stream, ()) if seq > after and ts >= oldest]
@@ -336,8 +348,8 @@ class RedisHistory:
         seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
             keys=self._keys(stream),
             args=[
-                int(realtime_settings.HISTORY_MAX_EVENTS),
-                int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+                realtime_settings.HISTORY_MAX_EVENTS,
+                int(realtime_settings.HISTORY_TTL_SECONDS),
                 _new_epoch(),
                 record,
                 int(time.time() * 1000),
@@ -454,14 +466,14 @@ class RedisHistory:
 
     async def replay(self, stream: str, after: int, client_epoch: str | None) -> Replay:
         seq_key, events_key, epoch_key = self._keys(stream)
-        limit = int(realtime_settings.HISTORY_REPLAY_MAX_EVENTS)
+        limit = realtime_settings.HISTORY_REPLAY_MAX_EVENTS
         async with shared_redis.client().pipeline(transaction=True) as pipe:
             pipe.mget(epoch_key, seq_key)
             pipe.xrange(events_key, min=f"{after + 1}-0", max="+", count=limit + 1)
             (epoch_raw, seq_raw), entries = await pipe.execute()
         epoch = epoch_raw.decode() if epoch_raw else ""
         last_seq = int(seq_raw or 0)
-        oldest_ms = (time.time() - float(realtime_settings.HISTORY_TTL_SECONDS)) * 1000
+        oldest_ms = (time.time() - realtime_settings.HISTORY_TTL_SECONDS) * 1000
         kept = [
             (int(entry_id.split(b"-")[0]), fields[b"r"].decode())
             for entry_id, fields in entries
@@ -476,21 +488,17 @@ class RedisHistory:
         return Replay(epoch, last_seq, kept if covered else [], covered)
 
 
-_store: HistoryStore | None = None
+_store: Singleton[HistoryStore] = Singleton(MemoryHistory, RedisHistory)
 
 
 def get_history() -> HistoryStore:
     """The process's history store, chosen by ``REDIS_URL``."""
-    global _store
-    if _store is None:
-        _store = RedisHistory(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryHistory()
-    return _store
+    return _store.get()
 
 
 def reset_history() -> None:
     """Forget the store (tests switch settings between cases)."""
-    global _store
-    _store = None
+    _store.reset()
 
 
 def record_json(record: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """How many connections each user has open, across every gateway process, for the per-user limit.
 
-Each connection is tied to its process's liveness (``realtime.liveness``), like presence members: a connection of a
+Each connection is tied to its process's liveness (``stores.liveness``), like presence members: a connection of a
 process whose liveness lapsed never counts, and the sweep removes them all with the process. Nothing is renewed per
 connection. In memory without Redis.
 """
@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from realtime import redis_client as shared_redis
-from realtime.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
+from realtime.stores import Singleton
+from realtime.stores import redis_client as shared_redis
+from realtime.stores.liveness import LUA_LIBRARY, ProcessNotLive, aretry_when_not_live, process_id, procs_key
 
 
-class ConnectionRegistry(Protocol):
+class ConnectionCounts(Protocol):
+    """How many connections each user has open across every process (tied to each process's liveness, in Redis).
+
+    - ``add``: atomic check-and-count (one Lua script): of concurrent adds across processes at most ``limit`` are
+      admitted. Idempotent: adding a counted connection again is admitted and counts once.
+    - ``remove``: idempotent; removing an unknown connection does nothing.
+    - ``restore``: idempotent; counts this process's connections again without a limit (after a liveness loss).
+    """
+
     async def add(self, user_id: str, connection_id: str, limit: int) -> bool:
         """Count the connection unless the user already has ``limit`` live ones; atomic, idempotent."""
         ...
@@ -140,18 +149,12 @@ class RedisConnections:
             )
 
 
-_registry: ConnectionRegistry | None = None
+_counts: Singleton[ConnectionCounts] = Singleton(MemoryConnections, RedisConnections)
 
 
-def get_connection_registry() -> ConnectionRegistry:
-    global _registry
-    if _registry is None:
-        _registry = (
-            RedisConnections(shared_redis.key_prefix()) if shared_redis.redis_configured() else MemoryConnections()
-        )
-    return _registry
+def get_connection_counts() -> ConnectionCounts:
+    return _counts.get()
 
 
-def reset_connection_registry() -> None:
-    global _registry
-    _registry = None
+def reset_connection_counts() -> None:
+    _counts.reset()
