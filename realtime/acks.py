@@ -103,9 +103,9 @@ def _settings_ms(name: str) -> int:
 
 def retention_seconds() -> int:
     """How long an entry is kept: its whole course plus ``KDS_ACK_RETENTION_SECONDS`` (for duplicate acks)."""
-    timeout = float(realtime_settings.KDS_ACK_TIMEOUT_SECONDS)
-    steps = int(realtime_settings.KDS_ACK_MAX_REDELIVERIES) + 2
-    return int(timeout * steps + ESCALATION_LEASE_SECONDS + float(realtime_settings.KDS_ACK_RETENTION_SECONDS))
+    timeout = realtime_settings.KDS_ACK_TIMEOUT_SECONDS
+    steps = realtime_settings.KDS_ACK_MAX_REDELIVERIES + 2
+    return int(timeout * steps + ESCALATION_LEASE_SECONDS + realtime_settings.KDS_ACK_RETENTION_SECONDS)
 
 
 class AckStore(Protocol):
@@ -205,7 +205,7 @@ class MemoryAcks:
                 return AckResult(False, entry["acked_ms"])
             now = _now_ms()
             entry.update(state="acked", acked_ms=now, acked_by=user_id, acked_connection=connection_id, due=None)
-            entry["expires"] = now + int(float(realtime_settings.KDS_ACK_RETENTION_SECONDS) * 1000)
+            entry["expires"] = now + int(realtime_settings.KDS_ACK_RETENTION_SECONDS * 1000)
             return AckResult(True, now)
 
     async def claim(self) -> tuple[list[Redelivery], list[Escalation]]:
@@ -213,7 +213,7 @@ class MemoryAcks:
         redeliveries: list[Redelivery] = []
         escalations: list[Escalation] = []
         timeout = _settings_ms("KDS_ACK_TIMEOUT_SECONDS")
-        limit = int(realtime_settings.KDS_ACK_MAX_REDELIVERIES)
+        limit = realtime_settings.KDS_ACK_MAX_REDELIVERIES
         with self._lock:
             self._expire(now)
             for event_id, entry in self._entries.items():
@@ -362,7 +362,7 @@ class RedisAcks:
                 event_id,
                 user_id,
                 connection_id,
-                int(float(realtime_settings.KDS_ACK_RETENTION_SECONDS)),
+                int(realtime_settings.KDS_ACK_RETENTION_SECONDS),
             ]
         )
         if not result:
@@ -374,7 +374,7 @@ class RedisAcks:
             args=[
                 self.prefix,
                 _settings_ms("KDS_ACK_TIMEOUT_SECONDS"),
-                int(realtime_settings.KDS_ACK_MAX_REDELIVERIES),
+                realtime_settings.KDS_ACK_MAX_REDELIVERIES,
                 int(ESCALATION_LEASE_SECONDS * 1000),
                 CLAIM_MAX_ENTRIES,
             ]
@@ -579,7 +579,7 @@ async def arun_sweeper() -> None:
             failing = True
         else:
             failing = False
-        await asyncio.sleep(float(realtime_settings.KDS_ACK_SWEEP_SECONDS))
+        await asyncio.sleep(realtime_settings.KDS_ACK_SWEEP_SECONDS)
 
 
 _sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()

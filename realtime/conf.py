@@ -9,7 +9,7 @@ nothing. Read lazily, like DRF's ``api_settings``, so tests can change settings 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -109,7 +109,13 @@ def check_environment() -> None:
     read(Tunables)
 
 
-class RealtimeSettings:
+if TYPE_CHECKING:  # the type checker sees each setting with its declared type, so call sites need no casts
+    _TypedTunables = Tunables
+else:
+    _TypedTunables = object
+
+
+class RealtimeSettings(_TypedTunables):
     """Attribute access to the merged, typed tunables; unknown names are an error, not a silent None."""
 
     def __init__(self) -> None:

@@ -86,11 +86,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self.connected_at = protocol.now_iso()
         self.closing = False
         self.identity: Identity | None = None
-        self.state = protocol.ConnectionState(max_subscriptions=int(realtime_settings.MAX_SUBSCRIPTIONS))
+        self.state = protocol.ConnectionState(max_subscriptions=realtime_settings.MAX_SUBSCRIPTIONS)
         self.presence_keys: set[str] = set()
-        self.bucket = TokenBucket(
-            float(realtime_settings.RATE_LIMIT_PER_SECOND), int(realtime_settings.RATE_LIMIT_BURST)
-        )
+        self.bucket = TokenBucket(realtime_settings.RATE_LIMIT_PER_SECOND, realtime_settings.RATE_LIMIT_BURST)
         self.violations = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.access_check: asyncio.Task[None] | None = None
@@ -100,8 +98,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         metrics.record_connection_opened()
         self.sendq = SendQueue(
             self.base_send,
-            max_frames=int(realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES),
-            max_bytes=int(realtime_settings.MAX_SEND_BUFFER_BYTES),
+            max_frames=realtime_settings.OUTBOUND_QUEUE_MAX_MESSAGES,
+            max_bytes=realtime_settings.MAX_SEND_BUFFER_BYTES,
             on_overflow=self._close_slow_consumer,
         )
         if not self._origin_allowed():
@@ -114,7 +112,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
             return
         user = self.identity.user
         self.user_id = user.public_id
-        limit = int(realtime_settings.MAX_CONNECTIONS_PER_USER)
+        limit = realtime_settings.MAX_CONNECTIONS_PER_USER
         try:
             admitted = await get_connection_counts().add(self.user_id, self.connection_id, limit)
         except Exception as exc:
@@ -134,9 +132,9 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         self._watch_token_expiry(self.identity.expires_at)
         limits: dict[str, int | float] = {
             "max_subscriptions": self.state.max_subscriptions,
-            "max_message_bytes": int(realtime_settings.MAX_MESSAGE_BYTES),
-            "rate_limit_per_second": float(realtime_settings.RATE_LIMIT_PER_SECOND),
-            "rate_limit_burst": int(realtime_settings.RATE_LIMIT_BURST),
+            "max_message_bytes": realtime_settings.MAX_MESSAGE_BYTES,
+            "rate_limit_per_second": realtime_settings.RATE_LIMIT_PER_SECOND,
+            "rate_limit_burst": realtime_settings.RATE_LIMIT_BURST,
             "max_connections_per_user": limit,
         }
         self.push(protocol.connected(self.user_id, self.connection_id, limits))
@@ -247,7 +245,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing or self.identity is None:
             return
-        max_bytes = int(realtime_settings.MAX_MESSAGE_BYTES)
+        max_bytes = realtime_settings.MAX_MESSAGE_BYTES
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > max_bytes:
             self.closing = True
@@ -257,7 +255,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if retry_after:
             metrics.record_rate_limited()
             self.violations += 1
-            if self.violations > int(realtime_settings.RATE_LIMIT_MAX_VIOLATIONS):
+            if self.violations > realtime_settings.RATE_LIMIT_MAX_VIOLATIONS:
                 self._fail(RateLimited(int(retry_after * 1000) + 1), CloseCode.POLICY_VIOLATION)
             else:
                 self.push(RateLimited(int(retry_after * 1000) + 1).as_frame())
@@ -416,8 +414,8 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         key = await self._presence_target(command.channel, command.params)
         user_info = protocol.check_user_info(
             command.user_info,
-            max_bytes=int(realtime_settings.PRESENCE_USER_INFO_MAX_BYTES),
-            max_depth=int(realtime_settings.PRESENCE_USER_INFO_MAX_DEPTH),
+            max_bytes=realtime_settings.PRESENCE_USER_INFO_MAX_BYTES,
+            max_depth=realtime_settings.PRESENCE_USER_INFO_MAX_DEPTH,
             channel=command.channel,
         )
         await self._join_group(group_for_stream(key))
@@ -598,7 +596,7 @@ class GatewayConsumer(AsyncWebsocketConsumer):
         if self.closing or self.identity is None or self.identity.expires_at > expires_at:
             return  # gone, or refreshed in band meanwhile
         self.push(TokenExpired().as_frame())
-        grace = float(realtime_settings.TOKEN_EXPIRY_GRACE_SECONDS)
+        grace = realtime_settings.TOKEN_EXPIRY_GRACE_SECONDS
         expiry.get_timer().schedule(time.time() + grace, self, GatewayConsumer._on_token_grace_over, expires_at)
 
     def _on_token_grace_over(self, expires_at: float) -> None:

@@ -154,7 +154,7 @@ class Relay:
     async def _publish_run(self, run: list[OutboxRow], result: PassResult) -> tuple[int, str] | None:
         from realtime.publishing import PublishItem, apublish_many
 
-        dedup_seconds = float(realtime_settings.OUTBOX_RETENTION_SECONDS)
+        dedup_seconds = realtime_settings.OUTBOX_RETENTION_SECONDS
         pending = list(run)
         while pending:
             items = [
@@ -193,7 +193,7 @@ class Relay:
                     f"SELECT id, stream, channel, event, scope_id, data, source, commit_seq FROM {self.table} "
                     "WHERE sent_at IS NULL AND commit_seq IS NOT NULL ORDER BY commit_seq LIMIT %s "
                     "FOR UPDATE SKIP LOCKED",
-                    [int(realtime_settings.OUTBOX_BATCH_SIZE)],
+                    [realtime_settings.OUTBOX_BATCH_SIZE],
                 )
                 rows = [OutboxRow(*record) for record in await cursor.fetchall()]
                 result = PassResult()
@@ -251,7 +251,7 @@ class Relay:
         from realtime.models import OutboxEvent
 
         fields = ("id", "stream", "channel", "event", "scope_id", "data", "source", "id")
-        batch = int(realtime_settings.OUTBOX_BATCH_SIZE)
+        batch = realtime_settings.OUTBOX_BATCH_SIZE
         unsent = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=True).order_by("id")
         return [OutboxRow(*values) for values in unsent.values_list(*fields)[:batch]]
 
@@ -295,7 +295,7 @@ class Relay:
 
         from realtime.models import OutboxEvent
 
-        cutoff = timezone.now() - timedelta(seconds=float(realtime_settings.OUTBOX_RETENTION_SECONDS))
+        cutoff = timezone.now() - timedelta(seconds=realtime_settings.OUTBOX_RETENTION_SECONDS)
         deleted, _ = OutboxEvent.objects.using(self.alias).filter(sent_at__isnull=False, sent_at__lte=cutoff).delete()
         return deleted
 
@@ -365,9 +365,7 @@ class Relay:
                 failures += 1
                 if failures == 1:
                     logger.warning("outbox LISTEN failed (%s: %s); polling meanwhile", type(exc).__name__, exc)
-                await asyncio.sleep(
-                    min(float(realtime_settings.OUTBOX_RETRY_MAX_SECONDS), RETRY_BASE_SECONDS * 2**failures)
-                )
+                await asyncio.sleep(min(realtime_settings.OUTBOX_RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**failures))
             finally:
                 if connection is not None:
                     await connection.close()
@@ -389,9 +387,7 @@ class Relay:
 
     def retry_delay(self) -> float:
         """Exponential backoff after consecutive failed passes: 0.1 s, 0.2 s, ... up to ``OUTBOX_RETRY_MAX_SECONDS``."""
-        return float(
-            min(float(realtime_settings.OUTBOX_RETRY_MAX_SECONDS), RETRY_BASE_SECONDS * 2 ** (self._failures - 1))
-        )
+        return float(min(realtime_settings.OUTBOX_RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (self._failures - 1)))
 
     async def run_forever(self) -> None:
         assert self._wake is not None
@@ -412,13 +408,13 @@ class Relay:
                 if self._failures:
                     logger.warning("outbox relay works again after %d failed passes", self._failures)
                     self._failures = 0
-                if self.last_pass.claimed >= int(realtime_settings.OUTBOX_BATCH_SIZE):
+                if self.last_pass.claimed >= realtime_settings.OUTBOX_BATCH_SIZE:
                     continue  # more is waiting
                 if self.last_pass.deferred:  # the relay holding their stream's earlier rows is about to commit
                     await asyncio.sleep(DEFERRED_RETRY_SECONDS)
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), float(realtime_settings.OUTBOX_POLL_SECONDS))
+                    await asyncio.wait_for(self._wake.wait(), realtime_settings.OUTBOX_POLL_SECONDS)
         finally:
             if listener is not None:
                 listener.cancel()

@@ -353,12 +353,12 @@ class StationMonitor:
         self.failing = False
 
     def due(self, now: float) -> bool:
-        interval = float(realtime_settings.KDS_STATION_CHECK_SECONDS)
+        interval = realtime_settings.KDS_STATION_CHECK_SECONDS
         return interval > 0 and (self.last_check is None or now - self.last_check >= interval)
 
     async def _stations(self) -> list[StationRef]:
         loop = asyncio.get_running_loop()
-        ttl = float(realtime_settings.KDS_STATION_LIST_CACHE_SECONDS)
+        ttl = realtime_settings.KDS_STATION_LIST_CACHE_SECONDS
         if self.loaded_at is None or loop.time() - self.loaded_at >= ttl:
             self.stations = await loop.run_in_executor(_database, load_stations)
             self.loaded_at = loop.time()
@@ -372,7 +372,7 @@ class StationMonitor:
             return []
         store = get_station_store()
         observation = await store.observe(stations)
-        dark_after_ms = int(float(realtime_settings.KDS_DARK_STATION_SECONDS) * 1000)
+        dark_after_ms = int(realtime_settings.KDS_DARK_STATION_SECONDS * 1000)
         changes: list[Change] = []
         alerts: list[tuple[Alert, dict[str, Any]] | None] = []
         for seen in observation.seen:

@@ -174,7 +174,7 @@ def error_answer(error: ProtocolError, headers: dict[str, str] | None = None) ->
 
 
 def body_limit() -> int:
-    return int(realtime_settings.PUBLISH_MAX_BODY_BYTES)
+    return realtime_settings.PUBLISH_MAX_BODY_BYTES
 
 
 def refuse_request(method: str, content_type: str, length: int) -> Answer | None:
@@ -220,7 +220,7 @@ async def publish_batch_body(user_pk: Any, raw: Any) -> Answer:
         events = BatchBody.model_validate(raw).events
     except ValidationError as exc:
         raise InvalidParams(describe_validation_error(exc, what="parameter")) from None
-    limit = int(realtime_settings.PUBLISH_BATCH_MAX)
+    limit = realtime_settings.PUBLISH_BATCH_MAX
     if not 1 <= len(events) <= limit:
         raise InvalidParams(f"Invalid parameter events: must hold 1 to {limit} events, not {len(events)}")
     prepared = prepare_batch(events, item_of)

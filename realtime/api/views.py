@@ -161,7 +161,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["database"] = "ok"
         backlog = read_backlog()
         outbox = backlog.as_dict()
-        limit = float(realtime_settings.OUTBOX_UNHEALTHY_LAG_SECONDS)
+        limit = realtime_settings.OUTBOX_UNHEALTHY_LAG_SECONDS
         checks["outbox"] = (
             "ok" if backlog.lag_seconds <= limit else f"error: lagging {backlog.lag_seconds:.1f}s > {limit:g}s"
         )

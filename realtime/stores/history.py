@@ -151,7 +151,7 @@ class MemoryHistory:
         self._seq[stream] = seq
         events = self._events.get(stream)
         if events is None:
-            events = self._events[stream] = deque(maxlen=int(realtime_settings.HISTORY_MAX_EVENTS))
+            events = self._events[stream] = deque(maxlen=realtime_settings.HISTORY_MAX_EVENTS)
         events.append((seq, now, record))
         return seq
 
@@ -412,8 +412,8 @@ class RedisHistory:
         keys: list[str] = list(self._keys(stream))
         key_index: dict[str, int] = {}
         args: list[Any] = [
-            int(realtime_settings.HISTORY_MAX_EVENTS),
-            int(float(realtime_settings.HISTORY_TTL_SECONDS)),
+            realtime_settings.HISTORY_MAX_EVENTS,
+            int(realtime_settings.HISTORY_TTL_SECONDS),
             _new_epoch(),
             int(time.time() * 1000),
             max(dedup_ms, 1),
