@@ -2,7 +2,7 @@
 
 Each gateway process (each event loop) joins a stream's channel-layer group once, with one hub channel, as soon as
 one local connection needs the stream, and leaves when none does. An event crosses the layer once per process and
-is then handed to each local member connection in a plain loop: no per-connection layer queue, no deserializing or
+is then handed to each local connection connection in a plain loop: no per-connection layer queue, no deserializing or
 deep-copying per recipient, no task switch before the filter decides. This is what keeps the per-delivery cost close
 to a raw WebSocket broadcast (see docs/performance.md).
 """
@@ -26,7 +26,7 @@ from realtime.streams import CONTROL_GROUP
 logger = logging.getLogger(__name__)
 
 
-class Member(Protocol):
+class LocalConnection(Protocol):
     """What the hub needs of a connection."""
 
     user_id: str
@@ -49,8 +49,8 @@ class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.channel_name = ""
-        self.members: dict[str, set[Member]] = {}
-        self.users: dict[str, set[Member]] = {}
+        self.by_group: dict[str, set[LocalConnection]] = {}
+        self.users: dict[str, set[LocalConnection]] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -71,34 +71,34 @@ class Hub:
 
     # Membership -----------------------------------------------------------------------------------------------
 
-    def register(self, member: Member) -> int:
+    def register(self, connection: LocalConnection) -> int:
         """Track a connection of a user; return how many this process now has for that user."""
-        connections = self.users.setdefault(member.user_id, set())
-        connections.add(member)
+        connections = self.users.setdefault(connection.user_id, set())
+        connections.add(connection)
         return len(connections)
 
-    def unregister(self, member: Member) -> None:
-        connections = self.users.get(member.user_id)
+    def unregister(self, connection: LocalConnection) -> None:
+        connections = self.users.get(connection.user_id)
         if connections is not None:
-            connections.discard(member)
+            connections.discard(connection)
             if not connections:
-                del self.users[member.user_id]
+                del self.users[connection.user_id]
 
-    async def join(self, group: str, member: Member) -> None:
-        """Add ``member`` to ``group``; returns once the process is subscribed on the layer."""
+    async def join(self, group: str, connection: LocalConnection) -> None:
+        """Add ``connection`` to ``group``; returns once the process is subscribed on the layer."""
         pending = self._pending.get(group)
         if pending is not None:
             await asyncio.shield(pending)
-        members = self.members.get(group)
-        if members is None:
-            members = self.members[group] = set()
-            members.add(member)
+        connections = self.by_group.get(group)
+        if connections is None:
+            connections = self.by_group[group] = set()
+            connections.add(connection)
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._pending[group] = future
             try:
                 await self.layer.group_add(group, self.channel_name)
             except BaseException as exc:
-                self.members.pop(group, None)
+                self.by_group.pop(group, None)
                 future.set_exception(exc)
                 future.exception()  # retrieved: waiters re-raise it through shield
                 raise
@@ -107,15 +107,15 @@ class Hub:
             finally:
                 self._pending.pop(group, None)
         else:
-            members.add(member)
+            connections.add(connection)
 
-    async def leave(self, group: str, member: Member) -> None:
-        members = self.members.get(group)
-        if members is None:
+    async def leave(self, group: str, connection: LocalConnection) -> None:
+        connections = self.by_group.get(group)
+        if connections is None:
             return
-        members.discard(member)
-        if not members:
-            del self.members[group]
+        connections.discard(connection)
+        if not connections:
+            del self.by_group[group]
             await self.layer.group_discard(group, self.channel_name)
 
     # Delivery -------------------------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ class Hub:
 
     def _on_event(self, message: dict[str, Any]) -> None:
         sent = 0
-        for member in tuple(self.members.get(message["group"], ())):
-            sent += member.deliver_event(message)
+        for connection in tuple(self.by_group.get(message["group"], ())):
+            sent += connection.deliver_event(message)
         if sent and metrics.enabled():
             metrics.record_fanout(message, sent)  # once per event, with its number of recipients
 
@@ -156,26 +156,26 @@ class Hub:
             self._on_event(event)
 
     def _on_presence(self, message: dict[str, Any]) -> None:
-        for member in tuple(self.members.get(message["group"], ())):
-            member.deliver_presence(message)
+        for connection in tuple(self.by_group.get(message["group"], ())):
+            connection.deliver_presence(message)
 
     def _on_redelivery(self, message: dict[str, Any]) -> None:
         """An unacknowledged KDS event sent again (``realtime.acks``): only ack subscriptions take it."""
-        for member in tuple(self.members.get(message["group"], ())):
-            member.deliver_redelivery(message)
+        for connection in tuple(self.by_group.get(message["group"], ())):
+            connection.deliver_redelivery(message)
 
     def _on_access_changed(self, message: dict[str, Any]) -> None:
         user_ids = message.get("user_ids")
         access_cache.forget(user_ids)
         targets = self.users.keys() if user_ids is None else user_ids
         for user_id in list(targets):
-            for member in tuple(self.users.get(user_id, ())):
-                member.on_access_changed()
+            for connection in tuple(self.users.get(user_id, ())):
+                connection.on_access_changed()
 
     def _on_disconnect(self, message: dict[str, Any]) -> None:
         """An operator's disconnect (``realtime.stores.live.request_disconnect``): close the targets that live here."""
-        for member in live.disconnect_targets(self.users, message):
-            member.force_disconnect(str(message.get("reason") or ""))
+        for connection in live.disconnect_targets(self.users, message):
+            connection.force_disconnect(str(message.get("reason") or ""))
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[Hub]] = weakref.WeakKeyDictionary()

@@ -84,7 +84,7 @@ async def test_after_the_last_member_leaves_the_process_no_longer_gets_the_group
     await hub.join(CONTROL_GROUP + ".witness", witness)
     await hub.leave(GROUP, sarah)
     await hub.leave(GROUP, sarah)  # leaving twice is harmless
-    assert GROUP not in hub.members
+    assert GROUP not in hub.by_group
     await send(GROUP, {"type": "rt.event", "group": GROUP, "frame": "{}"})
     # A message sent after it proves the first was received (and ignored) or never routed here.
     await send(CONTROL_GROUP + ".witness", {"type": "rt.presence", "group": CONTROL_GROUP + ".witness", "frame": "{}"})
