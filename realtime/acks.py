@@ -39,6 +39,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from realtime.conf import realtime_settings
+from realtime.outages import OutageLog
 from realtime.stores import redis_client as shared_redis
 
 logger = logging.getLogger(__name__)
@@ -560,7 +561,7 @@ async def asweep_once() -> int:
 
 async def arun_sweeper() -> None:
     """Sweep every ``KDS_ACK_SWEEP_SECONDS`` for as long as the event loop runs."""
-    failing = False
+    outage = OutageLog("ack sweep", logger)
     loop = asyncio.get_running_loop()
     renewed = loop.time()
     while True:
@@ -574,11 +575,9 @@ async def arun_sweeper() -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not failing:  # once per outage, not once per sweep
-                logger.warning("ack sweep failed (%s: %s); retrying every sweep", type(exc).__name__, exc)
-            failing = True
+            outage.failed(exc)
         else:
-            failing = False
+            outage.succeeded()
         await asyncio.sleep(realtime_settings.KDS_ACK_SWEEP_SECONDS)
 
 

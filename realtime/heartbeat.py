@@ -29,6 +29,7 @@ import weakref
 
 from realtime import acks, metrics
 from realtime.conf import realtime_settings
+from realtime.outages import OutageLog
 from realtime.stations import StationMonitor
 from realtime.stores import live
 from realtime.stores.connections import get_connection_counts
@@ -48,7 +49,7 @@ class Heartbeat:
         self.recovery: asyncio.Task[None] | None = None
         self.losses = 0  # how many times a beat found this process lost
         self.rejoin_pending = False
-        self.failing = False
+        self.outage = OutageLog("heartbeat", logger)
         self.announcing: asyncio.Task[None] | None = None
         self.stations: StationMonitor | None = None  # set for server processes (``astart_heartbeat``)
         self.station_check: asyncio.Task[None] | None = None
@@ -125,13 +126,9 @@ class Heartbeat:
                 raise
             except Exception as exc:
                 metrics.record_redis_error("heartbeat")
-                if not self.failing:  # once per outage, not once per beat
-                    logger.warning("heartbeat failed (%s: %s); retrying every beat", type(exc).__name__, exc)
-                self.failing = True
+                self.outage.failed(exc)
             else:
-                if self.failing:
-                    logger.warning("heartbeat works again")
-                self.failing = False
+                self.outage.succeeded()
             # A fixed cadence, not interval + the beat's own time: a slow beat must not stretch the next gap.
             await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 

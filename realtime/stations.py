@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from realtime import metrics
 from realtime.conf import realtime_settings
+from realtime.outages import OutageLog
 from realtime.registry import get_channel
 from realtime.stores import redis_client as shared_redis
 from realtime.stores.liveness import LUA_LIBRARY, procs_key
@@ -350,7 +351,7 @@ class StationMonitor:
         self.stations: list[StationRef] = []
         self.loaded_at: float | None = None
         self.last_check: float | None = None
-        self.failing = False
+        self.outage = OutageLog("station check", logger)
 
     def due(self, now: float) -> bool:
         interval = realtime_settings.KDS_STATION_CHECK_SECONDS
@@ -420,10 +421,6 @@ class StationMonitor:
         except Exception as exc:
             if shared_redis.is_outage(exc):
                 metrics.record_redis_error("stations")
-            if not self.failing:
-                logger.warning("station check failed (%s: %s); retrying every check", type(exc).__name__, exc)
-            self.failing = True
+            self.outage.failed(exc)
         else:
-            if self.failing:
-                logger.warning("station checks work again")
-            self.failing = False
+            self.outage.succeeded()

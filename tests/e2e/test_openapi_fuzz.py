@@ -98,6 +98,7 @@ def test_the_api_survives_fuzzing_from_its_openapi_document(
         "POST /v1/auth/token",
         "POST /v1/auth/token/refresh",
         "POST /v1/events",
+        "POST /v1/events/batch",
         "GET /v1/locations",
         "GET /v1/channels",
         "GET /v1/streams/{stream}/events",
