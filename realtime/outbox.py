@@ -86,23 +86,9 @@ def wake_local_relay() -> None:
     wake()
 
 
-def publish_in_transaction(
-    channel: str,
-    event: str,
-    *,
-    location_id: str | None = None,
-    user_id: str | None = None,
-    data: Mapping[str, Any] | None = None,
-    using: str | None = None,
-) -> int:
-    """Publish an event as part of the current transaction: delivered once it commits, never if it rolls back.
-
-    Raises ``ChannelNotFound`` or ``InvalidParams`` at once for a bad channel, event, scope id or data. Returns
-    the outbox row id.
-    """
-    return enqueue(  # validates first: a bad event fails here, in the caller's transaction
-        channel, event, location_id=location_id, user_id=user_id, data=data, using=using, source="outbox"
-    )
+publish_in_transaction = enqueue
+"""The public name: publish an event as part of the current transaction, delivered once it commits, never if it
+rolls back; a bad channel, event, scope id or data raises ``ChannelNotFound`` / ``InvalidParams`` at once."""
 
 
 @dataclass(frozen=True)

@@ -234,21 +234,7 @@ class MemoryHistory:
         return Replay(self._epoch, last_seq, kept[:limit] if covered else [], covered)
 
 
-# KEYS: seq, stream, epoch. ARGV: max events, ttl seconds, epoch candidate, record, now (ms).
-_APPEND_SCRIPT = """
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('SET', KEYS[3], epoch)
-  redis.call('DEL', KEYS[1], KEYS[2])
-end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'r', ARGV[4], 't', ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[2] * 1000)
-return {seq, epoch}
-"""
-
-# KEYS: seq, stream, epoch. ARGV: epoch candidate. A stream without an epoch starts one, as _APPEND_SCRIPT would.
+# KEYS: seq, stream, epoch. ARGV: epoch candidate. A stream without an epoch starts one, as _APPEND_MANY_SCRIPT would.
 _ANCHOR_SCRIPT = """
 if redis.call('SET', KEYS[3], ARGV[1], 'NX') then
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -345,17 +331,9 @@ class RedisHistory:
         return f"{base}:seq", f"{base}:events", f"{base}:epoch"
 
     async def append(self, stream: str, record: str) -> StreamPosition:
-        seq, epoch = await shared_redis.script(_APPEND_SCRIPT)(
-            keys=self._keys(stream),
-            args=[
-                realtime_settings.HISTORY_MAX_EVENTS,
-                int(realtime_settings.HISTORY_TTL_SECONDS),
-                _new_epoch(),
-                record,
-                int(time.time() * 1000),
-            ],
-        )
-        return StreamPosition(int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))
+        """One unkeyed entry through the batch script (one script appends, whatever the count)."""
+        (appended,) = await self.append_many(stream, [Entry(record, event_id="")], dedup_seconds=0)
+        return StreamPosition(appended.seq, appended.epoch)
 
     def _key_of(self, stream: str, key: str) -> str:
         return f"{self.key_prefix}{{{stream}}}:idem:{key}"  # the stream's hash slot, so one script sees both
