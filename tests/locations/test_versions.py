@@ -11,6 +11,7 @@ from django.db import connection
 from locations.models import KitchenTicket, Location, Order, Table
 from tests.locations.test_receivers import DOWNTOWN, downtown, run, subscribe
 from tests.support.asgi import open_client
+from tests.support.services import require_postgres
 
 
 @pytest.mark.django_db
@@ -44,8 +45,7 @@ def test_saves_from_stale_copies_get_consecutive_versions(world: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_saves_never_share_a_version(world: Any) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need a database that takes row locks (run with DATABASE_URL)")
+    require_postgres()  # concurrent writers need a database that takes row locks
     ticket = KitchenTicket.objects.create(location=Location.objects.get(public_id=DOWNTOWN), station="grill")
     copies = [KitchenTicket.objects.get(pk=ticket.pk) for _ in range(8)]
     seen: list[int] = []

@@ -32,9 +32,9 @@ from realtime.outbox import publish_in_transaction
 from realtime.relay import OutboxStalled, Relay, astart_relay, astop_relay
 from realtime.stores import history
 from tests.support.asgi import open_client
-from tests.support.outbox import drain_outbox, require_postgres
+from tests.support.outbox import drain_outbox
 from tests.support.processes import RedisServer
-from tests.support.services import require_redis_server
+from tests.support.services import require_postgres, require_redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 

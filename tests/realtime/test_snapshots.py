@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 
 from locations.models import KitchenTicket, Location, Order, Table
+from realtime.stores import history
 from tests.realtime.test_rest_api import api_as
 from tests.support.asgi import open_client
 from tests.support.outbox import drain_outbox
+from tests.support.services import require_postgres
 
 
 def relay() -> None:
@@ -188,7 +193,6 @@ async def test_snapshot_then_resume_from_its_position_gives_the_current_state(wo
 async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resume_with(
     redis_url: str, settings: Any
 ) -> None:
-    from realtime.stores import history
 
     settings.REDIS_URL = redis_url
     history.reset_history()
@@ -209,14 +213,6 @@ async def test_on_redis_a_snapshot_of_an_empty_stream_still_has_an_epoch_to_resu
 @pytest.mark.redis
 def test_racing_saves_reach_the_stream_in_version_order(world: Any, redis_url: str, settings: Any) -> None:
     """Saves from stale copies in eight threads: the outbox relays them in commit order, which is version order."""
-    import threading
-
-    from asgiref.sync import async_to_sync
-    from django.db import connection
-
-    from realtime.stores import history
-    from tests.support.outbox import drain_outbox, require_postgres
-
     require_postgres()
     settings.REDIS_URL = redis_url
     history.reset_history()
@@ -240,7 +236,5 @@ def test_racing_saves_reach_the_stream_in_version_order(world: Any, redis_url: s
         thread.join()
     async_to_sync(drain_outbox)()
     replay = async_to_sync(history.get_history().replay)(f"kds:{DOWNTOWN}", 0, None)
-    import json
-
     versions = [json.loads(raw)["data"]["version"] for _, raw in replay.events]
     assert len(versions) > 2 and versions == sorted(versions) and len(set(versions)) == len(versions)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 
 async def drain_outbox() -> int:
     """Publish what the outbox holds now, as a gateway's relay would; return how many rows were published."""
@@ -14,11 +12,3 @@ async def drain_outbox() -> int:
         return await relay.relay_once()
     finally:
         await relay.aclose()
-
-
-def require_postgres() -> None:
-    """Skip a test of PostgreSQL-only behaviour (row locks, LISTEN/NOTIFY) on SQLite; CI runs it on PostgreSQL."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)")

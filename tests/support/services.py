@@ -53,3 +53,11 @@ def flush_redis_db(url: str) -> None:
         client.flushdb()
     finally:
         client.close()
+
+
+def require_postgres() -> None:
+    """Skip a test of PostgreSQL-only behaviour (row locks, LISTEN/NOTIFY) on SQLite; fail where CI requires it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        missing("needs PostgreSQL: set DATABASE_URL=postgres://...", REQUIRE_SERVICES, "REQUIRE_SERVICES=1")
