@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from locations.models import KitchenTicket, Location, Order, Table
 from tests.locations.test_receivers import DOWNTOWN, downtown, run, subscribe
 from tests.support.asgi import open_client
 from tests.support.services import require_postgres
+from tests.support.threads import race
 
 
 @pytest.mark.django_db
@@ -49,22 +48,13 @@ def test_concurrent_saves_never_share_a_version(world: Any) -> None:
     ticket = KitchenTicket.objects.create(location=Location.objects.get(public_id=DOWNTOWN), station="grill")
     copies = [KitchenTicket.objects.get(pk=ticket.pk) for _ in range(8)]
     seen: list[int] = []
-    start = threading.Barrier(len(copies))
 
     def save_three_times(copy: KitchenTicket) -> None:
-        try:
-            start.wait()
-            for _ in range(3):
-                copy.save()
-                seen.append(copy.version)
-        finally:
-            connection.close()
+        for _ in range(3):
+            copy.save()
+            seen.append(copy.version)
 
-    threads = [threading.Thread(target=save_three_times, args=(copy,)) for copy in copies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    race(save_three_times, copies)
     assert sorted(seen) == list(range(2, 2 + 3 * len(copies)))
     assert KitchenTicket.objects.get(pk=ticket.pk).version == 1 + 3 * len(copies)
 

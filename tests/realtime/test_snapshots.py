@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connection
 
 from locations.models import KitchenTicket, Location, Order, Table
 from realtime.stores import history
@@ -16,6 +14,7 @@ from tests.realtime.test_rest_api import api_as
 from tests.support.asgi import open_client
 from tests.support.outbox import drain_outbox
 from tests.support.services import require_postgres
+from tests.support.threads import race
 
 
 def relay() -> None:
@@ -218,22 +217,13 @@ def test_racing_saves_reach_the_stream_in_version_order(world: Any, redis_url: s
     history.reset_history()
     ticket = KitchenTicket.objects.create(location=downtown(), station="grill")
     copies = [KitchenTicket.objects.get(pk=ticket.pk) for _ in range(8)]
-    start = threading.Barrier(len(copies))
 
     def save_alternately(copy: KitchenTicket) -> None:
-        try:
-            start.wait()
-            for status in ("late", "recalled", "late"):
-                copy.status = status
-                copy.save()
-        finally:
-            connection.close()
+        for status in ("late", "recalled", "late"):
+            copy.status = status
+            copy.save()
 
-    threads = [threading.Thread(target=save_alternately, args=(copy,)) for copy in copies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    race(save_alternately, copies)
     async_to_sync(drain_outbox)()
     replay = async_to_sync(history.get_history().replay)(f"kds:{DOWNTOWN}", 0, None)
     versions = [json.loads(raw)["data"]["version"] for _, raw in replay.events]

@@ -9,6 +9,7 @@
 - ``rest``: JSON over real HTTP to a gateway process, and signing in;
 - ``wsclient``: a protocol client over a real socket;
 - ``browser``: Debian's Chromium through Playwright and the console page's helpers;
-- ``outbox``: one relay pass by hand (``drain_outbox``).
+- ``outbox``: one relay pass by hand (``drain_outbox``);
+- ``threads``: database writers racing each other (``race``).
 - ``kitchen_service``: a kitchen in service as a process of its own (threads saving tickets through the ORM).
 """
